@@ -105,24 +105,8 @@ def test_hg_equals_autograd_hvp() -> None:
 
 def test_hg_equals_finite_differences() -> None:
     """(grad L(theta + eps g) - grad L(theta - eps g)) / (2 eps) = H g, in float64."""
-    model, batches = tanh_net(seed=2), labelled_batches()
-    pruner = RecordingGraSP(samples_per_class=3, temperature=1.0)
-    paizoo.prune(model, pruner, sparsity=0.5, data=batches)
-    x, y = stratified_by_hand(batches, 3, 4)
-    names, loss = half_losses_fn(model, x, y, 1.0)
-    theta = [paizoo.prunable_parameters(model)[n].detach().clone() for n in names]
-
-    def grad_at(ws: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        ws = [w.clone().requires_grad_() for w in ws]
-        return torch.autograd.grad(loss(*ws), ws)
-
-    g = grad_at(theta)
-    eps = 1e-5
-    plus = grad_at([t + eps * gi for t, gi in zip(theta, g, strict=True)])
-    minus = grad_at([t - eps * gi for t, gi in zip(theta, g, strict=True)])
-    for name, t, gp, gm in zip(names, theta, plus, minus, strict=True):
-        hg = (gp - gm) / (2 * eps)
-        torch.testing.assert_close(pruner._recorded[0][name], t * hg, rtol=1e-6, atol=1e-10)
+    _check_against_finite_differences(tanh_net(seed=2), labelled_batches(), eps=1e-5, rtol=1e-6,
+                                      atol=1e-10)
 
 
 def test_halves_in_train_mode_with_batchnorm() -> None:
@@ -238,3 +222,101 @@ def test_resnet18_small_input(source: str) -> None:
     data = (torch.randn(4, 3, 32, 32), torch.arange(4))  # two halves of 2 (train-mode BN)
     mask = paizoo.prune(model, "grasp", sparsity=0.9, data=data, samples_per_class=1)
     assert mask.num_kept == kept_count(0.1, mask.num_total)
+
+
+class _HardActivationNet(nn.Module):
+    """MobileNetV3-style: hardswish and a squeeze-excitation gate through hardsigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.act, self.gate_fc, self.gate = (nn.Linear(3, 6), nn.Hardswish(),
+                                                       nn.Linear(6, 6), nn.Hardsigmoid())
+        self.fc2 = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(3.0 * self.fc1(x))  # scaled so that every piece of hardswish is visited
+        return self.fc2(h * self.gate(3.0 * self.gate_fc(h)))
+
+
+class _AttentionNet(nn.Module):
+    """One self-attention head over 3 tokens through F.scaled_dot_product_attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.head = nn.Linear(2, 6), nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x.view(-1, 3, 2)).unsqueeze(1).chunk(3, dim=-1)
+        return self.head(F.scaled_dot_product_attention(q, k, v).flatten(1))
+
+
+def _check_against_finite_differences(model: nn.Module, batches: list, eps: float = 1e-6,
+                                      rtol: float = 1e-5, atol: float = 1e-9) -> None:
+    """theta * Hg recorded by GraSP against theta * (grad L(theta + eps g) - grad L(theta - eps g))
+    / (2 eps), in float64, with L = L_1 + L_2 over the halves of the stratified sample."""
+    pruner = RecordingGraSP(samples_per_class=3, temperature=1.0)
+    paizoo.prune(model, pruner, sparsity=0.5, data=batches)
+    x, y = stratified_by_hand(batches, 3, 4)
+    names, loss = half_losses_fn(model, x, y, 1.0)
+    theta = [paizoo.prunable_parameters(model)[n].detach().clone() for n in names]
+
+    def grad_at(ws: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        ws = [w.clone().requires_grad_() for w in ws]
+        return torch.autograd.grad(loss(*ws), ws)
+
+    g = grad_at(theta)
+    plus = grad_at([t + eps * gi for t, gi in zip(theta, g, strict=True)])
+    minus = grad_at([t - eps * gi for t, gi in zip(theta, g, strict=True)])
+    for name, t, gp, gm in zip(names, theta, plus, minus, strict=True):
+        assert pruner._recorded[0][name].abs().max() > 0, name
+        torch.testing.assert_close(pruner._recorded[0][name], t * (gp - gm) / (2 * eps),
+                                   rtol=rtol, atol=atol)
+
+
+def test_hard_activations_get_a_second_derivative() -> None:
+    """nn.Hardsigmoid has no double backward; GraSP scores a twice-differentiable twin
+    of the working copy and matches finite differences of the real model's gradients."""
+    torch.manual_seed(0)
+    model = _HardActivationNet().double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="not implemented"):  # what the swap works around
+        g = torch.autograd.grad(model(x).sum(), model.fc1.weight, create_graph=True)[0]
+        torch.autograd.grad(g.sum(), model.fc1.weight)
+    _check_against_finite_differences(model, labelled_batches())
+    assert isinstance(model.act, nn.Hardswish) and isinstance(model.gate, nn.Hardsigmoid)
+
+
+def test_attention_gets_a_second_derivative() -> None:
+    torch.manual_seed(1)
+    model = _AttentionNet().double()
+    gen = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(len(y), 6, generator=gen, dtype=torch.float64), y)
+               for _, y in labelled_batches()]
+    with pytest.raises(RuntimeError, match="not implemented"):  # the default CPU kernel
+        g = torch.autograd.grad(model(batches[0][0]).sum(), model.qkv.weight,
+                                create_graph=True)[0]
+        torch.autograd.grad(g.sum(), model.qkv.weight)
+    _check_against_finite_differences(model, batches)
+
+
+def test_composite_activations_equal_pytorch() -> None:
+    from paizoo.pruners._second_order import CompositeHardsigmoid
+
+    x = torch.linspace(-5, 5, 1001, dtype=torch.float64)
+    x = x[(x + 3).abs().gt(1e-3) & (x - 3).abs().gt(1e-3)].requires_grad_()  # off the kinks
+    a, b = CompositeHardsigmoid()(x), nn.Hardsigmoid()(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+    ga, = torch.autograd.grad(a.sum(), x)
+    gb, = torch.autograd.grad(b.sum(), x)
+    torch.testing.assert_close(ga, gb, rtol=1e-7, atol=1e-15)  # PyTorch's backward: float 1/6
+
+
+class _FunctionalHardsigmoid(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardsigmoid(x)  # a call, not a module: nothing to swap
+
+
+def test_functional_hard_activation_is_a_clear_error() -> None:
+    model = nn.Sequential(nn.Linear(3, 6), _FunctionalHardsigmoid(), nn.Linear(6, 4))
+    with pytest.raises(paizoo.UnsupportedLayerError, match="second derivative"):
+        paizoo.prune(model, "grasp", sparsity=0.5, data=labelled_batches(torch.float32))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -224,8 +226,41 @@ def test_first_order_option_and_validation():
         paizoo.create_pruner("prospr", steps=-1)
 
 
+class _FunctionalHardsigmoid(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.hardsigmoid(x)  # a call, not a module: nothing to swap
+
+
+class _ClampHardsigmoid(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x / 6 + 0.5, 0.0, 1.0)  # the definition, twice differentiable
+
+
+def test_hardsigmoid_module_is_scored_like_its_definition():
+    """An nn.Hardsigmoid module (no double backward in PyTorch) is swapped in the working copy:
+    the scores equal those of the same net written with clamp(x/6 + 1/2, 0, 1)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Hardsigmoid(), nn.Linear(5, 3)).double()
+    twin = copy.deepcopy(model)
+    twin[1] = _ClampHardsigmoid()
+    data = (3 * torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 3, (6,)))
+    scores = []
+    for net in (model, twin):
+        pruner = paizoo.create_pruner("prospr")
+        recorded = []
+        original = pruner.score
+        pruner.score = lambda ctx, original=original, recorded=recorded: recorded.append(
+            original(ctx)) or recorded[-1]
+        paizoo.prune(net, pruner, density=0.5, data=data)
+        scores.append(recorded[0])
+    for name in scores[0]:
+        assert scores[0][name].abs().max() > 0
+        torch.testing.assert_close(scores[0][name], scores[1][name], rtol=1e-10, atol=1e-14)
+    assert isinstance(model[1], nn.Hardsigmoid)  # the caller's model is untouched
+
+
 def test_missing_second_derivative_is_a_clear_error():
-    model = nn.Sequential(nn.Linear(4, 5), nn.Hardsigmoid(), nn.Linear(5, 3))
+    model = nn.Sequential(nn.Linear(4, 5), _FunctionalHardsigmoid(), nn.Linear(5, 3))
     data = (torch.randn(6, 4), torch.randint(0, 3, (6,)))
     with pytest.raises(UnsupportedLayerError, match="first_order=True"):
         paizoo.prune(model, "prospr", density=0.5, data=data)

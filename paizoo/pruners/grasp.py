@@ -8,6 +8,7 @@ from ..batches import Batch, stratified_sample
 from ..errors import MissingDataError, UnsupportedLayerError
 from ..sparsity import Schedule
 from ._gradients import batch_loss, grads_or_zeros
+from ._second_order import swap_hard_activations, twice_differentiable
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -46,6 +47,9 @@ class GraSP(Pruner):
       graphs of both halves alive at once (the memory of one ``create_graph`` pass over the whole
       sample; lower ``samples_per_class`` if that does not fit).
     * the working copy is in train mode by default (the reference never calls ``eval()``).
+    * for the second derivative, the working copy's ``nn.Hardsigmoid`` modules
+      are swapped for twice-differentiable composites of equal value, and attention runs on the
+      math kernel (:mod:`paizoo.pruners._second_order`).
 
     Unlike the reference, Linear layers are **not** re-initialised (the reference re-draws them
     with Xavier-normal before scoring, which changes the model being pruned); paizoo scores the
@@ -89,6 +93,7 @@ class GraSP(Pruner):
         # Halves of one sample would break batch-norm in train mode: tiny samples stay whole.
         self._halves = [(x[:cut], y[:cut]), (x[cut:], y[cut:])] if cut >= 2 else [(x, y)]
         ctx.model.train(self.train_mode)
+        swap_hard_activations(ctx.model)  # the working copy only
 
     @staticmethod
     def _num_classes(ctx: PruneContext) -> int:
@@ -109,8 +114,9 @@ class GraSP(Pruner):
         names = list(ctx.params)
         params = [ctx.params[n] for n in names]
         # dL_h/dtheta for both halves, each with its graph kept for the second backward pass
-        per_half = [grads_or_zeros(batch_loss(ctx, half, self.temperature), params,
-                                   create_graph=True) for half in self._halves]
+        with twice_differentiable():
+            per_half = [grads_or_zeros(batch_loss(ctx, half, self.temperature), params,
+                                       create_graph=True) for half in self._halves]
         g = [sum(grads[i].detach() for grads in per_half) for i in range(len(params))]
         # Hg = d/dtheta sum_h (stop(g) . dL_h/dtheta)
         z = sum(((gs * gh).sum() for grads in per_half for gs, gh in zip(g, grads, strict=True)
@@ -124,7 +130,8 @@ class GraSP(Pruner):
             raise UnsupportedLayerError(
                 "GraSP needs the Hessian-gradient product, and PyTorch has no second derivative "
                 f"for an operation of {type(ctx.model).__name__} ({exc}); such models (e.g. "
-                "hardsigmoid activations, fused attention kernels) cannot be scored by GraSP"
+                "F.hardsigmoid called as a function rather than a module) cannot be scored "
+                "by GraSP"
             ) from exc
         if ctx.round == ctx.num_rounds - 1:
             self._halves = []  # do not keep the sample alive with the pruner

@@ -12,6 +12,7 @@ from ..batches import Batch
 from ..errors import UnsupportedLayerError
 from ..sparsity import Schedule
 from ._options import as_bool, as_float, as_int
+from ._second_order import swap_hard_activations, twice_differentiable
 from .base import LossFn, PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -128,6 +129,10 @@ class ProsPrPruner(Pruner):
     loop, momentum defaults to 0, and one batch (the first) serves every step unless
     ``new_data_in_inner=True``, which cycles through the batches (M + 1 batches are used).
 
+    For the full meta-gradient, the working copy's ``nn.Hardsigmoid`` modules
+    are swapped for twice-differentiable composites of equal value and attention runs on the
+    math kernel (:mod:`paizoo.pruners._second_order`).
+
     Args:
         steps: M, inner SGD steps (paper default 3).
         lr: inner learning rate (paper default 0.1).
@@ -151,10 +156,13 @@ class ProsPrPruner(Pruner):
 
     def prepare(self, ctx: PruneContext) -> None:
         ctx.model.train()
+        if not self.first_order:
+            swap_hard_activations(ctx.model)  # the working copy only
 
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        grads = prospr_meta_gradient(
-            ctx.model, ctx.initial, ctx.mask, ctx.device_batches(), ctx.loss_fn,
-            steps=self.steps, lr=self.lr, momentum=self.momentum, first_order=self.first_order,
-            new_data_in_inner=self.new_data_in_inner)
+        with twice_differentiable():
+            grads = prospr_meta_gradient(
+                ctx.model, ctx.initial, ctx.mask, ctx.device_batches(), ctx.loss_fn,
+                steps=self.steps, lr=self.lr, momentum=self.momentum,
+                first_order=self.first_order, new_data_in_inner=self.new_data_in_inner)
         return {n: g.abs() for n, g in grads.items()}
