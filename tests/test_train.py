@@ -134,6 +134,26 @@ def test_same_seed_same_accuracy_on_cpu(digits):
     assert runs[0] != runs[2]  # the seed drives the batch order
 
 
+def test_channels_last_changes_rounding_only(digits, tmp_path):
+    """CPU default: conv nets train in channels-last layout (faster oneDNN kernels); the result
+    equals contiguous training up to float rounding, and the model comes back contiguous."""
+    train_set, test_set = digits
+    assert TrainConfig().hash() == TrainConfig(channels_last=False).hash()
+    weights, layouts, used = [], [], []
+    for channels_last in (None, False):
+        model, mask = _pruned(CNN)
+        log = tmp_path / f"{channels_last}.jsonl"
+        train(model, train_set, test_set, FAST.replace(epochs=1, channels_last=channels_last),
+              progress=False, log_path=str(log))
+        used.append(json.loads(log.read_text().splitlines()[0])["channels_last"])
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        layouts.append(all(p.is_contiguous() for p in model.parameters()))
+        assert paizoo.Mask.from_model(model) == mask
+    assert used == [True, False] and layouts == [True, True]
+    for n in weights[0]:
+        torch.testing.assert_close(weights[0][n], weights[1][n], rtol=1e-4, atol=1e-5)
+
+
 def test_training_learns_and_leaves_global_rng_alone(digits):
     train_set, test_set = digits
     model = create_model(MLP, num_classes=10, in_channels=1, seed=0, input_size=8)

@@ -110,6 +110,13 @@ def _amp_setup(config: TrainConfig, device: torch.device
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
+def _use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device) -> bool:
+    """``config.channels_last``, or (``None``) whether training runs on CPU with a Conv2d."""
+    if config.channels_last is not None:
+        return config.channels_last
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser named by ``config`` over ``params`` (learning rate set per epoch later)."""
     params = list(params)
@@ -188,6 +195,9 @@ def train(
     config = config or TrainConfig()
     device = select_device(config.device)
     model.to(device)
+    channels_last = _use_channels_last(config, model, device)
+    if channels_last:  # before the optimiser and the mask enforcer take their references
+        model.to(memory_format=torch.channels_last)
     amp_dtype, scaler = _amp_setup(config, device)
 
     def autocast() -> AbstractContextManager[Any]:
@@ -226,7 +236,8 @@ def train(
         "event": "start", "config": config.to_dict(), "train_hash": config.hash(),
         "seed": seed, "device": str(device),
         "amp": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
-        "mask_mode": mask_mode, "params": sum(p.numel() for p in params),
+        "channels_last": channels_last, "mask_mode": mask_mode,
+        "params": sum(p.numel() for p in params),
         "masked": enforcer.active, "train_samples": train_batches.num_samples,
         "test_samples": test_batches.num_samples, "vectorised_batches": train_batches.vectorised,
         **(log_context or {}),
@@ -285,6 +296,8 @@ def train(
         wb.summary({k: v for k, v in end.items() if k != "event"})
         return result
     finally:
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
         log.close()
         wb.finish()
 
