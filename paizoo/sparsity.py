@@ -132,8 +132,10 @@ def _flat_nonzero(flags: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(flat, as_tuple=True)[0]
 
 
-def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> None:
-    """Raise :class:`ScoreError` if a layer's scores are missing, misshapen or NaN."""
+def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size], *,
+                 check_nan: bool = True) -> None:
+    """Raise :class:`ScoreError` if a layer's scores are missing, misshapen or (``check_nan``)
+    NaN."""
     missing = [n for n in shapes if n not in scores]
     if missing:
         raise ScoreError(f"the pruner returned no scores for {missing}")
@@ -142,7 +144,7 @@ def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.
         if s.shape != shape:
             raise ScoreError(
                 f"scores for {name!r} have shape {tuple(s.shape)}, expected {tuple(shape)}")
-        if torch.isnan(s).any():
+        if check_nan and torch.isnan(s).any():
             raise ScoreError(
                 f"the pruner produced NaN scores for {name!r}; check the model's initialisation "
                 "and the data (for SynFlow on deep nets use precision='float64')"

@@ -98,10 +98,12 @@ class SynFlow(Pruner):
             raise ScoreError(self._overflow_message(float(flow), ctx.round))
         grads = grads_or_zeros(flow, params)
         scores = {n: (p.detach() * g).abs_() for n, p, g in zip(names, params, grads, strict=True)}
-        for n, s in scores.items():
-            if not bool(torch.isfinite(s).all()):
-                raise ScoreError(f"SynFlow scores of {n!r} are not finite. "
-                                 + self._overflow_message(float(flow), ctx.round))
+        # one check for all layers: the largest score of a layer is inf (or NaN) iff one is
+        largest = torch.stack([s.max() for s in scores.values()])
+        if not bool(torch.isfinite(largest).all()):
+            bad = names[int((~torch.isfinite(largest)).nonzero()[0])]
+            raise ScoreError(f"SynFlow scores of {bad!r} are not finite. "
+                             + self._overflow_message(float(flow), ctx.round))
         return scores
 
     def _overflow_message(self, flow: float, round_index: int) -> str:
