@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sqlite3
 import statistics
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from paizoo.leaderboard import (
     render_leaderboard,
     run_leaderboard,
 )
+from paizoo.leaderboard.render import CHANCE_MARK
 from paizoo.pruners import list_pruners
 from paizoo.results import ResultStore
 from paizoo.training import ConfigError
@@ -167,6 +169,33 @@ def test_mean_std_and_bold_over_seeds(tmp_path):
         best = max(means.values())
         shown = f"**{text}**" if round(100 * means[label], 2) == round(100 * best, 2) else text
         assert f"| {label} | {shown}" in rendered.text
+
+
+def test_runs_that_stay_at_chance_are_marked(tmp_path):
+    """A run whose final training loss is >= 0.99 ln C gets the double dagger; the others not."""
+    cfg = _config(tmp_path, seeds=[0], sparsities=[0.8],
+                  pruners=[{"label": "mag", "name": "magnitude"},
+                           {"label": "rnd", "name": "random"}])
+    config = parse_config(cfg, path=tmp_path / "lb" / "chance.yaml", name="chance")
+    store = ResultStore(config.store)
+    run_leaderboard(config, store, progress=False, echo=lambda _m: None)
+
+    def rows() -> tuple[str, str]:
+        lines = render_leaderboard(config, store).text.splitlines()
+        return (next(line for line in lines if line.startswith("| mag |")),
+                next(line for line in lines if line.startswith("| rnd |")))
+
+    assert not any(CHANCE_MARK in row for row in rows())  # digits trains in one epoch
+    with sqlite3.connect(config.store) as db:  # as if the magnitude run had diverged
+        db.execute("UPDATE runs SET final_train_loss = ? WHERE pruner = 'magnitude'",
+                   (math.log(10),))
+    db.close()
+    mag_row, rnd_row = rows()
+    assert mag_row.endswith(f"{CHANCE_MARK} |") and CHANCE_MARK not in rnd_row
+    rendered = render_leaderboard(config, store)
+    with open(rendered.csv) as fh:
+        cells = {r["pruner"]: r for r in csv.DictReader(fh)}
+    assert cells["mag"]["chance_seeds"] == "1" and cells["rnd"]["chance_seeds"] == "0"
 
 
 class _Boom(RuntimeError):

@@ -5,7 +5,9 @@ by their keys, aggregated per cell (model x pruner x sparsity) as mean and sampl
 deviation (ddof = 1) over seeds, and written as
 
 * ``NAME.md``: one table per model (rows: pruners, columns: sparsities; the best mean per
-  sparsity in bold; a dagger where some seed's mask suffered layer collapse), the dense
+  sparsity in bold; a dagger where some seed's mask suffered layer collapse, a double dagger
+  where some seed's training stayed at chance, i.e. its final training loss is at least
+  0.99 ln C for C classes), the dense
   reference, pruning times, the exact command and configuration, library versions;
 * ``NAME.csv``: one row per cell with means, standard deviations, seed counts, collapse counts
   and times (accuracies as fractions in [0, 1]);
@@ -30,6 +32,10 @@ from .config import LeaderboardConfig
 from .runner import dataset_in_store
 
 COLLAPSE_MARK = "†"
+CHANCE_MARK = "‡"
+#: a run "stayed at chance" when its final training loss is at least this fraction of ln C, the
+#: cross-entropy of a uniform prediction over C classes (it diverged, or no signal got through)
+CHANCE_LOSS_FRACTION = 0.99
 
 
 @dataclass
@@ -48,9 +54,12 @@ class Rendered:
 def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | None = None
                  ) -> pd.DataFrame:
     """One row per finished run of the grid (looked up by run key), with display labels."""
+    from ..data import dataset_info
+
     dataset = dataset or dataset_in_store(config, store)
     specs = config.specs(dataset)
     records = store.get_many(s.key for s in specs)
+    chance_loss = CHANCE_LOSS_FRACTION * math.log(dataset_info(dataset).num_classes)
     rows = []
     for spec in specs:
         rec = records.get(spec.key)
@@ -63,14 +72,17 @@ def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | N
             "sparsity": spec.sparsity, "seed": spec.seed, "run_key": spec.key,
             "final_test_acc": rec.final_test_acc, "best_test_acc": rec.best_test_acc,
             "dense_test_acc": rec.dense_test_acc, "density": rec.density,
-            "layer_collapse": rec.layer_collapse, "prune_time_s": rec.prune_time_s,
+            "layer_collapse": rec.layer_collapse,
+            "at_chance": rec.final_train_loss is not None and (
+                not math.isfinite(rec.final_train_loss) or rec.final_train_loss >= chance_loss),
+            "prune_time_s": rec.prune_time_s,
             "train_time_s": rec.train_time_s, "epochs": rec.epochs, "device": rec.device,
             "versions": canonical_json(rec.versions),
         })
     columns = ["model", "model_name", "pruner", "pruner_name", "pruner_config", "sparsity",
                "seed", "run_key", "final_test_acc", "best_test_acc", "dense_test_acc",
-               "density", "layer_collapse", "prune_time_s", "train_time_s", "epochs", "device",
-               "versions"]
+               "density", "layer_collapse", "at_chance", "prune_time_s", "train_time_s", "epochs",
+               "device", "versions"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -80,7 +92,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=[*keys, "seeds", "final_acc_mean", "final_acc_std",
                                      "best_acc_mean", "best_acc_std", "dense_acc_mean",
-                                     "density_mean", "collapsed_seeds", "prune_time_mean_s",
+                                     "density_mean", "collapsed_seeds", "chance_seeds",
+                                     "prune_time_mean_s",
                                      "train_time_mean_s"])
     grouped = runs.groupby(keys, sort=False, dropna=False)
     out = grouped.agg(
@@ -92,10 +105,12 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         dense_acc_mean=("dense_test_acc", "mean"),
         density_mean=("density", "mean"),
         collapsed_seeds=("layer_collapse", "sum"),
+        chance_seeds=("at_chance", "sum"),
         prune_time_mean_s=("prune_time_s", "mean"),
         train_time_mean_s=("train_time_s", "mean"),
     ).reset_index()
     out["collapsed_seeds"] = out["collapsed_seeds"].astype(int)
+    out["chance_seeds"] = out["chance_seeds"].astype(int)
     return out
 
 
@@ -153,6 +168,8 @@ def markdown_tables(config: LeaderboardConfig, cells: pd.DataFrame) -> dict[str,
                     text = f"**{text}**"
                 if int(c["collapsed_seeds"]):
                     text += f" {COLLAPSE_MARK}"
+                if int(c["chance_seeds"]):
+                    text += f" {CHANCE_MARK}"
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         out[model.label] = "\n".join(lines)
@@ -208,7 +225,10 @@ def render_markdown(config: LeaderboardConfig, runs: pd.DataFrame, cells: pd.Dat
         f"deviation over {seeds} seed{'s' if seeds != 1 else ''} "
         f"({', '.join(map(str, config.seeds))}); the best mean per sparsity is in **bold**; "
         f"{COLLAPSE_MARK} = in at least one seed the mask keeps no weight in some layer "
-        "(layer collapse). s = fraction of prunable weights removed (conv and linear weights).",
+        f"(layer collapse); {CHANCE_MARK} = in at least one seed training stayed at chance "
+        f"(final training loss >= {CHANCE_LOSS_FRACTION:g} ln C for C classes: it diverged, or "
+        "no signal reached the output). s = fraction of prunable weights removed (conv and "
+        "linear weights).",
         f"- **Runs:** {len(runs)} of {total} in the store `{store_path}`"
         + ("" if len(runs) == total else " (incomplete: missing cells show —)"),
         f"- **Pruning data** (data-driven pruners): {config.pruning_data.samples_per_class} "
