@@ -3,53 +3,27 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import torch
+from _pruner_testlib import ScoreRecorder
 from torch import nn
 
 import paizoo
 from paizoo.errors import MissingDataError, ScoreError
 from paizoo.masks import LayerCollapseWarning
 from paizoo.models.registry import create_model
-from paizoo.pruners.base import PruneContext
 from paizoo.pruners.force import FORCE, IterativeSNIP
 from paizoo.sparsity import kept_count
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=LayerCollapseWarning)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than oversubscribed threads on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class Recording:
-    """Mixin keeping the mask each round starts from and the scores it produces."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # type: ignore[call-arg]
-        self._masks: list[dict[str, torch.Tensor]] = []
-        self._scores: list[dict[str, torch.Tensor]] = []
-
-    def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        self._masks.append({n: t.clone() for n, t in ctx.mask.items()})
-        scores = super().score(ctx)  # type: ignore[misc]
-        self._scores.append({n: s.detach().clone() for n, s in scores.items()})
-        return scores
-
-
-class RecordingFORCE(Recording, FORCE):
+class RecordingFORCE(ScoreRecorder, FORCE):
     pass
 
 
-class RecordingIterativeSNIP(Recording, IterativeSNIP):
+class RecordingIterativeSNIP(ScoreRecorder, IterativeSNIP):
     pass
 
 

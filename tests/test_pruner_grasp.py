@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _pruner_testlib import ScoreRecorder
 from torch import nn
 from torch.autograd.functional import hvp
 from torch.func import functional_call
@@ -17,31 +16,14 @@ import paizoo
 from paizoo.errors import MissingDataError, ScoreError
 from paizoo.masks import LayerCollapseWarning
 from paizoo.models.registry import create_model
-from paizoo.pruners.base import PruneContext
 from paizoo.pruners.grasp import GraSP
 from paizoo.sparsity import kept_count
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=LayerCollapseWarning)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than oversubscribed threads on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class RecordingGraSP(GraSP):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._recorded: list[dict[str, torch.Tensor]] = []
-
-    def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        scores = super().score(ctx)
-        self._recorded.append({n: s.detach().clone() for n, s in scores.items()})
-        return scores
+class RecordingGraSP(ScoreRecorder, GraSP):
+    pass
 
 
 def tanh_net(seed: int = 0, dtype: torch.dtype = torch.float64) -> nn.Sequential:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _pruner_testlib import ScoreRecorder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -17,33 +17,14 @@ import paizoo
 from paizoo.errors import MissingDataError, ScoreError
 from paizoo.masks import LayerCollapseWarning
 from paizoo.models.registry import create_model
-from paizoo.pruners.base import PruneContext
 from paizoo.pruners.snip import SNIP
 from paizoo.sparsity import kept_count
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=LayerCollapseWarning)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than oversubscribed threads on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class RecordingSNIP(SNIP):
-    """SNIP that keeps a copy of the scores of every round."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._recorded: list[dict[str, torch.Tensor]] = []
-
-    def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        scores = super().score(ctx)
-        self._recorded.append({n: s.detach().clone() for n, s in scores.items()})
-        return scores
+class RecordingSNIP(ScoreRecorder, SNIP):
+    pass
 
 
 def two_layer(seed: int = 0) -> nn.Sequential:

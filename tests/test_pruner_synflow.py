@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import torch
+from _pruner_testlib import ScoreRecorder
 from torch import nn
 
 import paizoo
 from paizoo.errors import MissingDataError, ScoreError
 from paizoo.masks import LayerCollapseWarning
 from paizoo.models.registry import create_model
-from paizoo.pruners.base import PruneContext
 from paizoo.pruners.synflow import SynFlow
 from paizoo.sparsity import kept_count
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=LayerCollapseWarning)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: far faster than oversubscribed threads on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class RecordingSynFlow(SynFlow):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._recorded: list[dict[str, torch.Tensor]] = []
-
-    def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
-        scores = super().score(ctx)
-        self._recorded.append({n: s.detach().clone() for n, s in scores.items()})
-        return scores
+class RecordingSynFlow(ScoreRecorder, SynFlow):
+    pass
 
 
 def mlp(widths: list[int], seed: int = 0, bias: bool = False) -> nn.Sequential:
