@@ -144,7 +144,7 @@ def largest_eigenvalue(symmetric: sp.sparray | sp.spmatrix | LinearOperator,
 @single_thread_blas
 def laplacian_lambda2(lap: sp.sparray | sp.spmatrix | LinearOperator, diagonal: np.ndarray, *,
                       dense_limit: int = 1500, rtol: float = 1e-6, maxiter: int = 500,
-                      chunk: int = 20, stall_rtol: float = 1e-4) -> tuple[float, bool]:
+                      chunk: int = 10, stall_rtol: float = 1e-4) -> tuple[float, bool]:
     """Smallest eigenvalue of a *connected* graph's Laplacian on the complement of the constant
     vector, i.e. lambda_2, and whether the solver converged.
 

@@ -57,6 +57,7 @@ How each metric is computed:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -174,22 +175,28 @@ def mge_metrics_from_graph(graph: Any, *, motif_samples: int = 20000,
     one_hop = float(np.diff(closed.indptr).mean()) if n else math.nan
     out = degree_metrics(in_deg, out_deg, graph.input_nodes, graph.output_nodes,
                          float(np.abs(a.data).astype(np.float64).sum()), one_hop)
-    u = undirected_pattern(a) if undirected is None else undirected
-    strata = [np.arange(layer.start, layer.stop) for layer in graph.layers] or None
-    out.update(explicit_metrics(a, u, strata, motif_samples=motif_samples,
-                                two_hop_budget=two_hop_budget, two_hop_samples=two_hop_samples,
-                                seed=seed, closed=closed))
-    del closed
-    if a.nnz == 0:
-        out.update(spectral_gap=math.nan, laplacian_radius=math.nan)
-    elif operator is not None:
-        out.update(spectral_metrics(operator.symmetric(True), operator.laplacian(True), eig_tol))
-    else:
+    def spectra() -> dict[str, float]:
+        if a.nnz == 0:
+            return {"spectral_gap": math.nan, "laplacian_radius": math.nan}
+        if operator is not None:
+            return spectral_metrics(operator.symmetric(True), operator.laplacian(True), eig_tol)
         weights = sp.csr_array((np.abs(a.data).astype(np.float64), a.indices, a.indptr),
                                shape=a.shape)
         symmetric = sp.csr_array(weights + weights.T)
-        out.update(spectral_metrics(aslinearoperator(symmetric) if n > 2048 else symmetric,
-                                    laplacian(symmetric), eig_tol))
+        return spectral_metrics(aslinearoperator(symmetric) if n > 2048 else symmetric,
+                                laplacian(symmetric), eig_tol)
+
+    # the Lanczos iterations (torch convolutions / sparse products, which release the GIL) run
+    # on a second thread while the combinatorial algorithms run here
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        spectral = pool.submit(spectra)
+        u = undirected_pattern(a) if undirected is None else undirected
+        strata = [np.arange(layer.start, layer.stop) for layer in graph.layers] or None
+        out.update(explicit_metrics(a, u, strata, motif_samples=motif_samples,
+                                    two_hop_budget=two_hop_budget,
+                                    two_hop_samples=two_hop_samples, seed=seed, closed=closed))
+        del closed
+        out.update(spectral.result())
     return _normalise(out)
 
 

@@ -29,6 +29,7 @@ pairs, which the tests check.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,14 +53,26 @@ class single_thread_torch:
 
     The operator's tensors are small (one sample per vector); on a loaded machine the OpenMP
     threads of the default pool spin and stall, making a 0.3 ms convolution take 60-100 ms.
+    Nested and concurrent uses (several Python threads) share one count: the setting is
+    restored when the last one leaves.
     """
 
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 1
+
     def __enter__(self) -> None:
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(1)
+        with single_thread_torch._lock:
+            if single_thread_torch._depth == 0:
+                single_thread_torch._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            single_thread_torch._depth += 1
 
     def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.previous)
+        with single_thread_torch._lock:
+            single_thread_torch._depth -= 1
+            if single_thread_torch._depth == 0:
+                torch.set_num_threads(single_thread_torch._saved)
 
 
 # ---- edge contributions as tensor operations -------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -106,12 +107,17 @@ def network_expansion_matrix_free(operator: Any, maxiter: int = 500,
     if active.size == 0:
         return math.nan, math.nan
     nodes = None if active.size == operator.num_nodes else active
-    gap = distinct_gap(top_abs_eigenvalues(operator.symmetric(False, nodes), k=4))
     if connected is None:
         mask = np.zeros(operator.num_nodes, dtype=bool)
         mask[active] = True
         connected = bool(operator.reachable_from(active[:1], mask)[active].all())
-    return gap, _lambda2(operator.laplacian(False, nodes), connected, maxiter, degree[active])
+    # Lanczos (gap) and LOBPCG (lambda_2) are independent: one runs on a second thread (torch
+    # convolutions release the GIL)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gap = pool.submit(lambda: distinct_gap(top_abs_eigenvalues(
+            operator.symmetric(False, nodes), k=4)))
+        lam = _lambda2(operator.laplacian(False, nodes), connected, maxiter, degree[active])
+        return gap.result(), lam
 
 
 #: below this global mask density, CSR products of the explicit graph beat dense convolutions
