@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Literal
 
+import numpy as np
 import torch
 
 from .errors import ScoreError, SparsityError
@@ -107,13 +108,28 @@ def top_k_flat(scores: torch.Tensor, k: int) -> torch.Tensor:
     if k >= n:
         keep.fill_(True)
         return keep
-    threshold = torch.kthvalue(scores, n - k + 1).values
+    threshold = _kth_smallest(scores, n - k + 1)
     keep = scores > threshold
     missing = k - int(keep.sum())
     if missing > 0:
-        tied = torch.nonzero(scores == threshold, as_tuple=True)[0][:missing]
+        tied = _flat_nonzero(scores == threshold)[:missing]
         keep[tied] = True
     return keep
+
+
+def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """``torch.kthvalue(values, k).values``; on the CPU NumPy's introselect (same value, faster)."""
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        return torch.as_tensor(np.partition(values.detach().contiguous().numpy(), k - 1)[k - 1])
+    return torch.kthvalue(values, k).values
+
+
+def _flat_nonzero(flags: torch.Tensor) -> torch.Tensor:
+    """Indices of the True entries of the flattened ``flags`` (``np.flatnonzero`` on the CPU)."""
+    flat = flags.reshape(-1)
+    if flat.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(flat.detach().numpy()))
+    return torch.nonzero(flat, as_tuple=True)[0]
 
 
 def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> None:
@@ -158,7 +174,7 @@ def select(
         flat = scores[name].detach().reshape(-1)
         if eligible is None:
             return flat, None
-        idx = torch.nonzero(eligible[name].reshape(-1), as_tuple=True)[0]
+        idx = _flat_nonzero(eligible[name])
         return flat[idx], idx
 
     out: dict[str, torch.Tensor] = {}

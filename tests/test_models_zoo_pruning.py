@@ -78,7 +78,12 @@ SLOW_MODELS = {
 _BUILT: dict[str, nn.Module] = {}
 # expensive defaults cut down for the smoke test (the pruners' own tests check their defaults)
 BATCH = 4  # two GraSP halves of 2: batch-norm in train mode needs >= 2 samples
-FAST: dict[str, dict[str, object]] = {"ntksap": {"rounds": 2, "draws": 1, "batch_size": 4}}
+FAST: dict[str, dict[str, object]] = {
+    "ntksap": {"rounds": 2, "draws": 1, "batch_size": 4},
+    "synflow": {"rounds": 2},
+    "force": {"rounds": 2},
+    "iterative_snip": {"rounds": 2},
+}
 
 
 @pytest.fixture(autouse=True, scope="module")

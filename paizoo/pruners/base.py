@@ -219,7 +219,10 @@ class Pruner(ABC):
                 scores = self.score(ctx)
                 check_scores(scores, shapes)
                 scores = {n: scores[n].to(device) for n in params}
-                eligible = mask if (self.monotone and (r > 0 or start is not None)) else None
+                if self.monotone and (r > 0 or start is not None):
+                    eligible: Mask | None = mask
+                else:  # non-monotone pruners may revive weights of earlier rounds, never ones
+                    eligible = start  # the model had already pruned before pruning started
                 budget = self.budgets(shapes, round_density)
                 mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()})

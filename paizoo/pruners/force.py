@@ -21,8 +21,8 @@ class IterativeSNIP(SNIP):
     (g averaged over all given batches, every round) and keeps the top ``k_t`` among the weights
     still alive (``monotone``: a pruned weight never comes back). Densities follow the
     exponential schedule d_t = d^(t/T). Default T = 60 with the exponential schedule, the setting
-    of the official FORCE code's examples (``--num_steps 60 --mode exp``), which the paper uses
-    for both procedures.
+    of the official code's README examples (``--num_steps 60 --mode exp``); the code uses the same
+    ``num_steps`` for both procedures.
 
     Reference: de Jorge, Sanyal, Behl, Torr, Rogez and Dokania, "Progressive Skeletonization:
     Trimming more fat from a network at initialization", ICLR 2021 (procedure "Iterative SNIP").

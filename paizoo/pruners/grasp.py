@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..batches import Batch, stratified_sample
-from ..errors import MissingDataError
+from ..errors import MissingDataError, UnsupportedLayerError
 from ..sparsity import Schedule
 from ._gradients import batch_loss, grads_or_zeros
 from .base import PruneContext, Pruner, Scope
@@ -115,5 +115,17 @@ class GraSP(Pruner):
         # Hg = d/dtheta sum_h (stop(g) . dL_h/dtheta)
         z = sum(((gs * gh).sum() for grads in per_half for gs, gh in zip(g, grads, strict=True)
                  if gh.requires_grad), torch.zeros((), device=ctx.device))
-        hg = grads_or_zeros(z, params) if z.requires_grad else [torch.zeros_like(p) for p in params]
+        try:
+            hg = (grads_or_zeros(z, params) if z.requires_grad
+                  else [torch.zeros_like(p) for p in params])
+        except RuntimeError as exc:
+            if "not implemented" not in str(exc):
+                raise
+            raise UnsupportedLayerError(
+                "GraSP needs the Hessian-gradient product, and PyTorch has no second derivative "
+                f"for an operation of {type(ctx.model).__name__} ({exc}); such models (e.g. "
+                "hardsigmoid activations, fused attention kernels) cannot be scored by GraSP"
+            ) from exc
+        if ctx.round == ctx.num_rounds - 1:
+            self._halves = []  # do not keep the sample alive with the pruner
         return {n: p.detach() * h for n, p, h in zip(names, params, hg, strict=True)}

@@ -16,6 +16,7 @@ from .config import ConfigError, PruneDataConfig, TrainConfig
 from .logs import WandbOptions
 from .loop import EpochMetrics, TrainResult, evaluate, make_optimizer, select_device, train
 from .masking import MaskCheck, MaskEnforcer, MaskViolationError, check_mask_enforced
+from .set import SETSchedule, SETUpdate
 
 __all__ = [
     "Batches",
@@ -25,6 +26,8 @@ __all__ = [
     "MaskEnforcer",
     "MaskViolationError",
     "PruneDataConfig",
+    "SETSchedule",
+    "SETUpdate",
     "TrainConfig",
     "TrainResult",
     "WandbOptions",

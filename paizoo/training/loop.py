@@ -22,10 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..masks import Mask
 from .batching import Batches
 from .config import TrainConfig
 from .logs import JsonlLog, WandbLog, WandbOptions
-from .masking import MaskCheck, MaskEnforcer, MaskMode
+from .masking import MaskCheck, MaskEnforcer, MaskMode, _masked_modules
+
+TopologyUpdate = Callable[[int, nn.Module, torch.optim.Optimizer, Mask], "Mask | None"]
+"""``(step, model, optimizer, mask) -> new mask or None``, called after every optimiser step
+(``step`` 1-based, counted across epochs) with the mask currently enforced; a returned mask (same
+names, shapes) replaces it from the next step on. See :class:`paizoo.training.set.SETSchedule`."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,7 @@ def train(
     wandb: WandbOptions | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    topology_update: TopologyUpdate | None = None,
 ) -> TrainResult:
     """Train ``model`` in place, keeping its mask (if any) enforced; return the metrics.
 
@@ -169,6 +176,11 @@ def train(
         wandb: log to Weights & Biases with these options.
         progress: tqdm bars (``None``: only on a terminal).
         on_epoch: called with each epoch's :class:`EpochMetrics`.
+        topology_update: dynamic sparse training (e.g. SET): called after every optimiser step
+            as ``topology_update(step, model, optimizer, mask)``; a returned :class:`Mask`
+            becomes the enforced mask (the callback zeroes the weights it regrows). The final
+            mask is ``Mask.from_model(model)``; ``result.extra["topology_updates"]`` counts the
+            replacements. Needs a masked model.
 
     Raises:
         paizoo.training.MaskViolationError: a pruned weight is not exactly 0 after training.
@@ -192,8 +204,24 @@ def train(
 
     log = JsonlLog(log_path)
     enforcer = MaskEnforcer(model, mask_mode)
+    if topology_update is not None and enforcer.mask is None:
+        raise ValueError("topology_update needs a masked model: apply a mask first "
+                         "(e.g. paizoo.prune(model, 'random', sparsity=0.9, apply=True))")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config)
+    step = 0
+    updates = 0
+
+    def on_step() -> None:
+        nonlocal step, updates
+        step += 1
+        if topology_update is None:
+            return
+        assert enforcer.mask is not None
+        new = topology_update(step, model, optimizer, enforcer.mask)
+        if new is not None:
+            _replace_mask(enforcer, new)
+            updates += 1
     start_record = {
         "event": "start", "config": config.to_dict(), "train_hash": config.hash(),
         "seed": seed, "device": str(device),
@@ -224,7 +252,7 @@ def train(
                 t0 = time.perf_counter()
                 loss_avg, acc = _train_epoch(model, train_batches, optimizer, enforcer, scaler,
                                              autocast, desc=f"epoch {epoch + 1}/{config.epochs}",
-                                             disable=disable)
+                                             disable=disable, on_step=on_step)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 t1 = time.perf_counter()
@@ -247,6 +275,8 @@ def train(
                              device=str(device),
                              amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
                              mask_check=check)
+        if topology_update is not None:
+            result.extra["topology_updates"] = updates
         end = {"event": "end", "final_test_acc": result.final_test_acc,
                "best_test_acc": result.best_test_acc, "best_epoch": result.best_epoch,
                "train_time_s": train_time, "eval_time_s": eval_time,
@@ -269,6 +299,7 @@ def _train_epoch(
     *,
     desc: str,
     disable: bool | None,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
     """One pass over ``batches``; returns the running mean loss and accuracy."""
     model.train()
@@ -289,6 +320,8 @@ def _train_epoch(
                 loss.backward()
                 optimizer.step()
             enforcer.after_step()
+            if on_step is not None:
+                on_step()
             with torch.no_grad():
                 loss_sum += loss.detach().double() * len(y)
                 correct += (out.argmax(1) == y).sum()
@@ -297,3 +330,30 @@ def _train_epoch(
     if not math.isfinite(mean_loss):
         mean_loss = float("nan")
     return mean_loss, int(correct) / max(n, 1)
+
+
+@torch.no_grad()
+def _replace_mask(enforcer: MaskEnforcer, mask: Mask) -> None:
+    """Make ``mask`` (same names and shapes) the mask ``enforcer`` enforces from now on.
+
+    Project mode: the enforcer's multiplier tensors are overwritten in place and the weights
+    projected at once. Hook mode: the modules' ``*_mask`` buffers are overwritten and the
+    effective weights recomputed, so the next forward pass and :meth:`MaskEnforcer.finish` see the
+    new mask.
+    """
+    old = enforcer.mask
+    if old is None:
+        raise ValueError("the model carries no mask to replace")
+    old._check_same_layout(mask)
+    if enforcer.mode == "project":
+        for target, name in zip(enforcer._masks, old, strict=True):
+            target.copy_(mask[name].to(device=target.device, dtype=target.dtype))
+    else:
+        modules = _masked_modules(enforcer.model)
+        for name in old:
+            module, attr = modules[name]
+            buf = getattr(module, f"{attr}_mask")
+            buf.copy_(mask[name].to(device=buf.device, dtype=buf.dtype))
+            setattr(module, attr, getattr(module, f"{attr}_orig") * buf)
+    enforcer.mask = Mask({n: mask[n] for n in old})
+    enforcer.after_step()

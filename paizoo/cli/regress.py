@@ -1,0 +1,127 @@
+"""``paizoo regress build|eval|train``: the accuracy-drop regression from mask metrics."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def _list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "regress", help="predict accuracy drops from mask metrics (build / eval / train)",
+        description="Build the metrics table of a results store, evaluate accuracy-drop "
+                    "regressors on it, and train the predictor used by `paizoo rank`.")
+    cmds = p.add_subparsers(dest="regress_command", metavar="SUBCOMMAND")
+
+    b = cmds.add_parser(
+        "build", help="join finished runs with the metrics of their masks into one table",
+        description="Read every finished run of the results store, compute the metrics of its "
+                    "saved mask once (cached in the store's mask_metrics table), and write one "
+                    "row per pruned run with its accuracy drop against the dense run of the same "
+                    "model/dataset/training config.")
+    b.add_argument("--db", default="runs/paizoo.db", help="results store (default: %(default)s)")
+    b.add_argument("--dataset", action="append", default=None,
+                   help="only runs on this dataset (repeatable; default: all)")
+    b.add_argument("--groups", type=_list, default=None,
+                   help="metric groups to compute (default: all of paizoo.metrics)")
+    b.add_argument("--out", required=True,
+                   help="table to write (.csv), e.g. leaderboards/fashion-mnist-metrics.csv")
+    b.add_argument("--recompute", action="store_true", help="ignore cached metrics")
+    b.add_argument("--data-root", default=None,
+                   help="dataset folder, to prune again runs whose mask file is absent")
+    b.set_defaults(func=cmd_build)
+
+    e = cmds.add_parser(
+        "eval", help="compare feature sets and splits; write a Markdown report and a plot",
+        description="Cross-validate accuracy-drop regressors on a metrics table (feature sets x "
+                    "random K-fold / leave-one-pruner-out / leave-one-model-out), compute the "
+                    "permutation importance of the best set, validate the ranking of unseen "
+                    "pruners (Kendall tau, RBO) and write the report.")
+    e.add_argument("--table", required=True, help="metrics table (.csv) with the schema of "
+                                                  "paizoo.regression.schema")
+    e.add_argument("--out", default="leaderboards/regression.md",
+                   help="Markdown report (default: %(default)s)")
+    e.add_argument("--plot", default=None,
+                   help="predicted-vs-actual plot (default: the report's path with .png)")
+    e.add_argument("--splits", type=_list, default=["kfold", "lopo", "lomo"],
+                   help="kfold,lopo,lomo (default: all that the table supports)")
+    e.add_argument("--models", type=_list, default=["hgb"],
+                   help="regressors to compare, the first is the default: hgb,ridge,forest")
+    e.add_argument("--folds", type=int, default=5, help="K of random K-fold (default 5)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=cmd_eval)
+
+    t = cmds.add_parser(
+        "train", help="train a predictor on a metrics table and save it (skops)",
+        description="Fit an AccuracyDropRegressor on the whole table, record the table it was "
+                    "trained on and its cross-validated error, and save it as a .skops file "
+                    "(`paizoo rank --predictor FILE`).")
+    t.add_argument("--table", required=True, help="metrics table (.csv)")
+    t.add_argument("--groups", default="all",
+                   help="feature groups, comma-separated (default: all). e.g. "
+                        "mge,density.global,density.layer")
+    t.add_argument("--model", default="hgb", help="hgb (default), forest or ridge")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="predictor file to write (.skops)")
+    t.set_defaults(func=cmd_train)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..regression.build import build_from_store
+
+    table = build_from_store(args.db, datasets=args.dataset, groups=args.groups,
+                             recompute=args.recompute, data_root=args.data_root)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False, float_format="%.8g")
+    print(f"{len(table)} runs x {table.shape[1]} columns written to {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..regression.evaluate import evaluate
+    from ..regression.report import scores_wide, write_report
+    from ..regression.schema import load_table
+
+    table = load_table(args.table)
+    ev = evaluate(table, splits=tuple(args.splits), models=tuple(args.models),
+                  n_splits=args.folds, random_state=args.seed)
+    plot = args.plot or str(Path(args.out).with_suffix(".png"))
+    command = (f"paizoo regress eval --table {shlex.quote(args.table)} --out "
+               f"{shlex.quote(args.out)}" + (f" --plot {shlex.quote(args.plot)}" if args.plot
+                                             else "")
+               + (f" --models {','.join(args.models)}" if args.models != ["hgb"] else "")
+               + (f" --splits {','.join(args.splits)}"
+                  if args.splits != ["kfold", "lopo", "lomo"] else "")
+               + (f" --folds {args.folds}" if args.folds != 5 else "")
+               + (f" --seed {args.seed}" if args.seed else ""))
+    path = write_report(ev, args.out, plot_path=plot, source=args.table, command=command,
+                        extra_models=tuple(args.models[1:]))
+    print(scores_wide(ev).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"best feature set: {ev.best}")
+    print(f"report written to {path} (plot {plot})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..regression.schema import load_table
+    from ..regression.train import train_predictor
+
+    table = load_table(args.table)
+    command = (f"paizoo regress train --table {shlex.quote(args.table)} --out "
+               f"{shlex.quote(args.out)}"
+               + (f" --groups {args.groups}" if args.groups != "all" else "")
+               + (f" --model {args.model}" if args.model != "hgb" else "")
+               + (f" --seed {args.seed}" if args.seed else ""))
+    predictor = train_predictor(table, groups=args.groups, model=args.model,
+                                random_state=args.seed, table_path=args.table,
+                                command=command, out=args.out)
+    print(predictor.describe())
+    print(f"predictor written to {predictor.path}")
+    return 0
