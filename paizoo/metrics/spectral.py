@@ -86,7 +86,8 @@ def _lambda2(lap: sp.csr_array | LinearOperator, connected: bool, maxiter: int,
     if not connected:
         return 0.0
     diag = lap.diagonal() if diagonal is None else diagonal
-    value, converged = laplacian_lambda2(lap, diag, maxiter=maxiter)
+    value, converged = laplacian_lambda2(lap, diag, maxiter=maxiter, rtol=NETWORK_RTOL,
+                                         dtype=np.float32)
     if not converged:
         warnings.warn(f"lambda_2 of the {lap.shape[0]}-node network did not converge in "
                       f"{maxiter} LOBPCG iterations; reported as NaN (raise the spectral option "
@@ -116,12 +117,15 @@ def network_expansion_matrix_free(operator: Any, maxiter: int = 500,
     with ThreadPoolExecutor(max_workers=1) as pool:
         gap = pool.submit(lambda: distinct_gap(top_abs_eigenvalues(
             operator.symmetric(False, nodes), k=4)))
-        lam = _lambda2(operator.laplacian(False, nodes), connected, maxiter, degree[active])
+        lam = _lambda2(operator.laplacian(False, nodes, array_dtype=np.float32), connected,
+                       maxiter, degree[active])
         return gap.result(), lam
 
 
 #: below this global mask density, CSR products of the explicit graph beat dense convolutions
 CSR_DENSITY = 0.2
+#: relative accuracy of ``network_lambda2`` (a-posteriori bound, see ``linalg.ritz_error_bound``)
+NETWORK_RTOL = 1e-4
 #: larger multipartite graphs get NaN network spectra (option ``network_max_nodes``)
 NETWORK_MAX_NODES = 2_000_000
 
