@@ -179,3 +179,20 @@ def test_ritz_error_bound_bounds_the_true_error():
         bound = ritz_error_bound(theta, residuals)
         assert theta[0] - eig[0] <= bound
         assert bound < residuals[0] ** 2 / (theta[1] - theta[0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_context_connectivity_without_isolated_nodes_matches_networkx(seed):
+    from paizoo.metrics.context import MetricContext
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    graph = random_layered_graph(np.random.default_rng(seed), [6, 5, 4], 0.25)
+    ctx = MetricContext(model, random_mask(model, 0.5, 0), graph=graph)
+    g = nx.from_scipy_sparse_array(graph.adjacency.tocsr().astype(float))
+    g = g.to_undirected()
+    g.remove_nodes_from([v for v in list(g) if g.degree(v) == 0])
+    assert ctx.undirected_connected_without_isolated() == (g.number_of_nodes() > 0
+                                                           and nx.is_connected(g))
+    assert ctx.undirected_components()[0] == nx.number_connected_components(
+        nx.from_scipy_sparse_array(graph.adjacency.tocsr().astype(float)).to_undirected())

@@ -69,16 +69,20 @@ def layer_expansion(b: sp.csr_array) -> tuple[float, float]:
 
 
 def network_expansion(adjacency: sp.sparray | sp.spmatrix, maxiter: int = 500,
-                      undirected: sp.csr_array | None = None) -> tuple[float, float]:
+                      undirected: sp.csr_array | None = None,
+                      connected: bool | None = None) -> tuple[float, float]:
     """(spectral gap, algebraic connectivity) of the undirected 0/1 graph of ``adjacency``
-    (``undirected``: its :func:`~paizoo.metrics.graphalgo.undirected_pattern`, if known)."""
+    (``undirected``: its :func:`~paizoo.metrics.graphalgo.undirected_pattern`, and
+    ``connected``: whether it is connected without its isolated nodes, if known)."""
     u = undirected_pattern(adjacency) if undirected is None else undirected
     active = np.flatnonzero(np.diff(u.indptr))
     u = sp.csr_array(u[active][:, active]).astype(np.float64)
     if u.nnz == 0:
         return math.nan, math.nan
     gap = distinct_gap(top_abs_eigenvalues(u if u.shape[0] <= 2048 else aslinearoperator(u), k=4))
-    return gap, _lambda2(laplacian(u), weak_components(sp.csr_array(u))[0] == 1, maxiter)
+    if connected is None:
+        connected = weak_components(sp.csr_array(u))[0] == 1
+    return gap, _lambda2(laplacian(u), connected, maxiter)
 
 
 def _lambda2(lap: sp.csr_array | LinearOperator, connected: bool, maxiter: int,
@@ -150,12 +154,9 @@ def _network_metrics(ctx: MetricContext, maxiter: int) -> tuple[float, float]:
     graph = (ctx.explicit_graph("spectral.network_*") if sparse or "mge" in ctx._cache
              else None)
     if graph is not None and sparse:
-        return network_expansion(graph.adjacency, maxiter, ctx.undirected_pattern())
-    connected = None
-    if graph is not None:
-        u = ctx.undirected_pattern()
-        active = np.flatnonzero(np.diff(u.indptr))
-        connected = weak_components(sp.csr_array(u[active][:, active]))[0] == 1
+        return network_expansion(graph.adjacency, maxiter, ctx.undirected_pattern(),
+                                 ctx.undirected_connected_without_isolated())
+    connected = None if graph is None else ctx.undirected_connected_without_isolated()
     return network_expansion_matrix_free(operator, maxiter, connected)
 
 
