@@ -14,8 +14,10 @@ positions lost every weight.
   0/1 adjacency of the whole multipartite graph (MGE), from Lanczos iterations (``eigsh``);
   distinct, because a bipartite graph's +lambda/-lambda pairs would otherwise give 0 (the same
   convention as ``mge.spectral_gap``, which is weighted);
-* ``network_lambda2`` - algebraic connectivity of the whole undirected MGE (LOBPCG with the
-  constant vector deflated; 0 when disconnected).
+* ``network_lambda2`` - algebraic connectivity of the whole undirected MGE (float32 LOBPCG with
+  the constant vector deflated, stopped when the a-posteriori bound
+  :func:`~paizoo.metrics.linalg.ritz_error_bound` is below ``1e-4`` relative; 0 when
+  disconnected).
 
 The two ``network_*`` metrics run matrix-free on
 :class:`~paizoo.metrics.operator.MultipartiteOperator` (Lanczos and LOBPCG on conv/conv-transpose
