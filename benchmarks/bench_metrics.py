@@ -67,15 +67,20 @@ def worker(spec: dict) -> dict:
     ctx = MetricContext(model, mask, tuple(spec["shape"]), scale=spec["scale"])
     groups = spec["groups"] or list_metric_groups(default_only=True)
     times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     row: dict[str, float] = {}
     with _single_thread_blas():
         for name in groups:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for key, value in get_metric_group(name).func(ctx).items():
                 row[f"{name}.{key}"] = float(value)
             times[name] = time.perf_counter() - t
+            cpu[name] = time.process_time() - c
+            peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"pruner": pruner, "prune_s": prune_s, "times": times, "total_s": sum(times.values()),
+            "cpu": cpu, "total_cpu_s": sum(cpu.values()), "peaks_mb": peaks,
             "peak_mb": peak, "baseline_mb": baseline, "metrics": len(row),
             "edges": ctx.edge_estimate() if spec["shape"] else None,
             "nan": sum(1 for v in row.values() if v != v),
@@ -166,18 +171,22 @@ def main() -> int:
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     groups = sorted({g for r in results.values() for g in r["times"]})
     header = (f"{'case':<15} {'pruner':<10} {'edges':>12} {'prune s':>8} "
-              + " ".join(f"{g[:9]:>9}" for g in groups)
-              + f" {'total s':>8} {'peak MB':>8} {'+MB':>7} {'NaN':>5}")
+              + " ".join(f"{g[:14]:>14}" for g in groups)
+              + f" {'total s':>12} {'peak MB':>8} {'+MB':>7} {'NaN':>5}")
     print(header)
     print("-" * len(header))
+    nan = float("nan")
     for name, r in results.items():
-        cells = " ".join(f"{r['times'].get(g, float('nan')):>9.2f}" for g in groups)
+        cells = " ".join(f"{r['times'].get(g, nan):>6.2f}/{r['cpu'].get(g, nan):<7.2f}"
+                         for g in groups)
         print(f"{name:<15} {r['pruner']:<10} {r['edges'] or 0:>12,} {r['prune_s']:>8.2f} {cells} "
-              f"{r['total_s']:>8.2f} {r['peak_mb']:>8.0f} {r['peak_mb'] - r['baseline_mb']:>7.0f} "
-              f"{r['nan']:>5}")
-    print(f"(per-group seconds; machine: {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.1f}; peak MB = process peak RSS, +MB = over the RSS after "
-          "model creation and pruning)")
+              f"{r['total_s']:>5.2f}/{r['total_cpu_s']:<6.2f} {r['peak_mb']:>8.0f} "
+              f"{r['peak_mb'] - r['baseline_mb']:>7.0f} {r['nan']:>5}")
+        print(f"{'':<15} {'peak MB':<10} {'':>12} {'':>8} "
+              + " ".join(f"{r['peaks_mb'].get(g, nan):>14.0f}" for g in groups))
+    print(f"(per group: wall s / CPU s (process_time, all threads); second line: process peak RSS "
+          f"after the group. machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+          "peak MB = process peak RSS, +MB = over the RSS after model creation and pruning)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -112,3 +112,87 @@ def test_network_spectra_respect_the_node_budget():
                          options={"spectral": {"network_max_nodes": 10}})
     assert math.isnan(row["spectral.network_gap"]) and math.isnan(row["spectral.network_lambda2"])
     assert not math.isnan(row["spectral.gap_mean"])
+
+
+def _layered_laplacian(seed: int, sizes: list[int], p: float) -> sp.csr_array:
+    """Laplacian of a connected random layered graph (consecutive layers, edge probability p,
+    plus a path through each consecutive pair of layers so that it is connected)."""
+    from paizoo.metrics.linalg import laplacian
+
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum([0, *sizes])
+    n = int(offsets[-1])
+    a = np.zeros((n, n))
+    for i in range(len(sizes) - 1):
+        lo, mid, hi = offsets[i], offsets[i + 1], offsets[i + 2]
+        a[lo:mid, mid:hi] = rng.random((mid - lo, hi - mid)) < p
+        a[lo:mid, mid] = 1.0
+        a[mid - 1, mid:hi] = 1.0
+    return laplacian(sp.csr_array(np.maximum(a, a.T)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(3))
+def test_lobpcg_stopping_rule_meets_its_tolerance_against_dense(seed, dtype):
+    """The iterative path (forced with dense_limit=10) against LAPACK on the same Laplacian: the
+    value is within rtol of lambda_2 and, being a Rayleigh quotient, never below it."""
+    from paizoo.metrics.linalg import laplacian_lambda2
+
+    lap = _layered_laplacian(seed, [150, 200, 200, 150, 100], 0.03)
+    exact = np.linalg.eigvalsh(lap.toarray())[1]
+    for rtol in (1e-4, 1e-6):
+        value, converged = laplacian_lambda2(lap, lap.diagonal(), dense_limit=10, rtol=rtol,
+                                             dtype=dtype)
+        assert converged
+        floor = 1e-6 if dtype == np.float32 else 1e-12  # rounding of the Ritz value itself
+        assert value >= exact * (1 - floor)
+        assert value == pytest.approx(exact, rel=rtol + floor)
+
+
+def test_lobpcg_recovers_from_stagnating_restarts():
+    """Short chunks make scipy return the restart block unchanged (its best-residual iterate);
+    doubling the chunk must still reach the tolerance."""
+    from paizoo.metrics.linalg import laplacian_lambda2
+
+    lap = _layered_laplacian(7, [300, 400, 300], 0.01)
+    exact = np.linalg.eigvalsh(lap.toarray())[1]
+    value, converged = laplacian_lambda2(lap, lap.diagonal(), dense_limit=10, rtol=1e-6,
+                                         chunk=2, maxiter=2000)
+    assert converged and value == pytest.approx(exact, rel=1e-6)
+
+
+def test_ritz_error_bound_bounds_the_true_error():
+    """On random subspaces close to the lowest eigenvectors of a matrix with a tight lowest pair,
+    the bound of the lowest Ritz value is >= its true error, and the cluster bound is far smaller
+    than the pair (Kato-Temple) bound with gap theta_2 - theta_1."""
+    from paizoo.metrics.linalg import ritz_error_bound
+
+    rng = np.random.default_rng(0)
+    eig = np.concatenate([[1.0, 1.001, 1.5, 2.0], np.linspace(3.0, 10.0, 196)])
+    q, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    a = (q * eig) @ q.T
+    for noise in (1e-2, 1e-3, 1e-4):
+        v, _ = np.linalg.qr(q[:, :4] + noise * rng.standard_normal((200, 4)))
+        theta, w = np.linalg.eigh(v.T @ a @ v)
+        ritz = v @ w
+        residuals = np.linalg.norm(a @ ritz - ritz * theta, axis=0)
+        bound = ritz_error_bound(theta, residuals)
+        assert theta[0] - eig[0] <= bound
+        assert bound < residuals[0] ** 2 / (theta[1] - theta[0])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_context_connectivity_without_isolated_nodes_matches_networkx(seed):
+    from paizoo.metrics.context import MetricContext
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    graph = random_layered_graph(np.random.default_rng(seed), [6, 5, 4], 0.25)
+    ctx = MetricContext(model, random_mask(model, 0.5, 0), graph=graph)
+    g = nx.from_scipy_sparse_array(graph.adjacency.tocsr().astype(float))
+    g = g.to_undirected()
+    g.remove_nodes_from([v for v in list(g) if g.degree(v) == 0])
+    assert ctx.undirected_connected_without_isolated() == (g.number_of_nodes() > 0
+                                                           and nx.is_connected(g))
+    assert ctx.undirected_components()[0] == nx.number_connected_components(
+        nx.from_scipy_sparse_array(graph.adjacency.tocsr().astype(float)).to_undirected())

@@ -39,10 +39,14 @@ group          metrics
 NNSTD (Liu et al. 2020) compares two masks and is not part of the row: :func:`nnstd`.
 
 Scale: ``scale="exact"`` materialises the explicit multipartite graph where needed (and raises
-:class:`GraphTooLargeError` above ``edge_budget`` edges), ``"matrix_free"`` never does (the
-``mge`` group and ``spectral.network_*`` are then NaN), ``"auto"`` (default) picks ``"exact"``
-within the budget. ``density``, ``effective``, ``ramanujan``, ``spectral`` (per layer) and
-``scatter`` never need the explicit graph: they work layer by layer on tensors.
+:class:`GraphTooLargeError` above ``edge_budget`` edges), ``"matrix_free"`` never does, ``"auto"``
+(default) picks ``"exact"`` within the budget. Without the explicit graph, only the ``mge``
+metrics that are combinatorial (two_hop, coreness, bridges, articulation_points, components,
+component_size, motifs4) are NaN: ``density``, ``effective``, ``ramanujan``, ``spectral`` and
+``scatter``, and the ``mge`` degree and spectral metrics, work layer by layer on tensors
+(:mod:`paizoo.metrics.linearize` for paths, :mod:`paizoo.metrics.operator` for the multipartite
+graph as a conv/conv-transpose operator). Network-level ``spectral`` metrics are skipped (NaN)
+above ``network_max_nodes`` nodes (default 2e6).
 
 Add a group with :func:`register_metric_group`.
 """

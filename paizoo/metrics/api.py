@@ -59,8 +59,9 @@ def compute(
         graph: a precomputed multipartite graph (:func:`paizoo.graph.multipartite`) to reuse.
         scale: ``"exact"`` materialises the explicit graph where a metric needs it and raises
             :class:`~paizoo.metrics.GraphTooLargeError` above ``edge_budget``;
-            ``"matrix_free"`` never materialises it (metrics that need it are NaN);
-            ``"auto"`` (default) is ``"exact"`` within the budget and ``"matrix_free"`` above it.
+            ``"matrix_free"`` never materialises it (the combinatorial ``mge`` metrics, which
+            need it, are NaN; everything else runs on tensors); ``"auto"`` (default) is
+            ``"exact"`` within the budget and ``"matrix_free"`` above it.
         edge_budget: the largest explicit graph, in edges.
         seed: seeds the sampled estimates (``mge.motifs4``, sampled ``mge.two_hop``).
         options: per-group options, e.g. ``{"scatter": {"window": 8},

@@ -236,6 +236,20 @@ class MetricContext:
             self._cache["mge_u"] = undirected_pattern(self.multipartite().adjacency)
         return self._cache["mge_u"]
 
+    def undirected_components(self) -> tuple[int, np.ndarray]:
+        """``(count, labels)`` of the connected components of :meth:`undirected_pattern`."""
+        from .graphalgo import weak_components
+
+        if "mge_components" not in self._cache:
+            self._cache["mge_components"] = weak_components(self.undirected_pattern())
+        return self._cache["mge_components"]
+
+    def undirected_connected_without_isolated(self) -> bool:
+        """Whether the undirected multipartite graph, its isolated nodes removed, is connected
+        (the components of more than one node number exactly one)."""
+        _, labels = self.undirected_components()
+        return int((np.bincount(labels) > 1).sum()) == 1
+
 
 def nan_dict(names: list[str]) -> dict[str, float]:
     return dict.fromkeys(names, math.nan)

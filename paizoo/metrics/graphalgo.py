@@ -117,9 +117,10 @@ def core_numbers(u: sp.csr_array) -> np.ndarray:
             neighbours = neighbours[alive[neighbours]]
             if neighbours.size == 0:
                 break
-            touched, counts = np.unique(neighbours, return_counts=True)
-            degree[touched] -= counts
-            frontier = touched[degree[touched] <= k]
+            # unbuffered decrement (repeats count), then dedupe only the few that reach k
+            np.subtract.at(degree, neighbours, 1)
+            candidates = neighbours[degree[neighbours] <= k]
+            frontier = np.unique(candidates) if candidates.size else candidates
     return core
 
 
@@ -176,7 +177,8 @@ def _tree_depth(parent: np.ndarray) -> np.ndarray:
         anc = nxt
 
 
-def bridges_and_articulation_points(u: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
+def bridges_and_articulation_points(u: sp.csr_array, labels: np.ndarray | None = None
+                                    ) -> tuple[np.ndarray, np.ndarray]:
     """Bridges (as an (m, 2) array of node pairs) and articulation points of a simple undirected
     graph, by Tarjan's criterion on a depth-first spanning forest.
 
@@ -188,9 +190,11 @@ def bridges_and_articulation_points(u: sp.csr_array) -> tuple[np.ndarray, np.nda
     n = u.shape[0]
     if n == 0:
         return np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.int64)
-    _, labels = weak_components(u)
-    _, reps = np.unique(labels, return_index=True)
-    root = n
+    if labels is None:  # component labels of u (weak_components), if not given
+        _, labels = weak_components(u)
+    _, reps, sizes = np.unique(labels, return_index=True, return_counts=True)
+    reps = reps[sizes > 1]  # isolated nodes need no traversal (and would make the root's
+    root = n                # degree huge: scipy's DFS rescans a node's list on every return)
     # the super-root's row lists one node per component; traversing the symmetric graph as a
     # directed one gives the same DFS without scipy transposing it
     indptr = np.append(u.indptr, u.indptr[-1] + reps.size).astype(u.indptr.dtype)
@@ -198,6 +202,9 @@ def bridges_and_articulation_points(u: sp.csr_array) -> tuple[np.ndarray, np.nda
     big = sp.csr_array((np.broadcast_to(np.float64(1.0), (indices.size,)), indices, indptr),
                        shape=(n + 1, n + 1))
     order, pred = depth_first_order(big, root, directed=True, return_predecessors=True)
+    isolated = np.flatnonzero(np.diff(u.indptr) == 0)  # appended as childless roots
+    order = np.concatenate([order, isolated.astype(order.dtype)])
+    pred[isolated] = root
     total = n + 1
     pos = np.empty(total, dtype=np.int64)
     pos[order] = np.arange(total)

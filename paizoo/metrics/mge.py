@@ -57,6 +57,7 @@ How each metric is computed:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -121,12 +122,13 @@ def degree_metrics(in_deg: np.ndarray, out_deg: np.ndarray, input_nodes: np.ndar
 
 def explicit_metrics(a: sp.csr_array, u: sp.csr_array, strata: list[np.ndarray] | None, *,
                      motif_samples: int, two_hop_budget: float, two_hop_samples: int,
-                     seed: int, closed: sp.csr_array | None = None) -> dict[str, float]:
+                     seed: int, closed: sp.csr_array | None = None,
+                     components: tuple[int, np.ndarray] | None = None) -> dict[str, float]:
     """The metrics that need the explicit graph (CSR ``a``, its undirected pattern ``u``, and
-    optionally its closed pattern I + A)."""
+    optionally its closed pattern I + A and ``weak_components(u)``)."""
     n = a.shape[0]
-    bridges, articulation = bridges_and_articulation_points(u)
-    n_comp = weak_components(u)[0]
+    n_comp, labels = weak_components(u) if components is None else components
+    bridges, articulation = bridges_and_articulation_points(u, labels)
     two_hop, _ = mean_two_hop_size(a, strata=strata, work_budget=two_hop_budget,
                                    min_samples=two_hop_samples, seed=seed, closed=closed)
     return {
@@ -159,12 +161,14 @@ def _normalise(out: dict[str, float]) -> dict[str, float]:
 def mge_metrics_from_graph(graph: Any, *, motif_samples: int = 20000,
                            two_hop_budget: float = 5e7, two_hop_samples: int = 256,
                            seed: int = 0, eig_tol: float = 1e-6, operator: Any = None,
-                           undirected: sp.csr_array | None = None) -> dict[str, float]:
+                           undirected: sp.csr_array | None = None,
+                           components: tuple[int, np.ndarray] | None = None) -> dict[str, float]:
     """All ``mge`` metrics of a :class:`~paizoo.graph.LayeredGraph` (see the module docstring).
 
     With ``operator`` (the graph's :class:`~paizoo.metrics.operator.MultipartiteOperator`), the
     spectral metrics run matrix-free; otherwise on the CSR. ``undirected``: the graph's
-    :func:`~paizoo.metrics.graphalgo.undirected_pattern`, if already computed.
+    :func:`~paizoo.metrics.graphalgo.undirected_pattern` and ``components`` its
+    :func:`~paizoo.metrics.graphalgo.weak_components`, if already computed.
     """
     a = canonical_csr(graph.adjacency)
     n = a.shape[0]  # every stored entry is an edge (a kept zero weight included)
@@ -174,22 +178,29 @@ def mge_metrics_from_graph(graph: Any, *, motif_samples: int = 20000,
     one_hop = float(np.diff(closed.indptr).mean()) if n else math.nan
     out = degree_metrics(in_deg, out_deg, graph.input_nodes, graph.output_nodes,
                          float(np.abs(a.data).astype(np.float64).sum()), one_hop)
-    u = undirected_pattern(a) if undirected is None else undirected
-    strata = [np.arange(layer.start, layer.stop) for layer in graph.layers] or None
-    out.update(explicit_metrics(a, u, strata, motif_samples=motif_samples,
-                                two_hop_budget=two_hop_budget, two_hop_samples=two_hop_samples,
-                                seed=seed, closed=closed))
-    del closed
-    if a.nnz == 0:
-        out.update(spectral_gap=math.nan, laplacian_radius=math.nan)
-    elif operator is not None:
-        out.update(spectral_metrics(operator.symmetric(True), operator.laplacian(True), eig_tol))
-    else:
+    def spectra() -> dict[str, float]:
+        if a.nnz == 0:
+            return {"spectral_gap": math.nan, "laplacian_radius": math.nan}
+        if operator is not None:
+            return spectral_metrics(operator.symmetric(True), operator.laplacian(True), eig_tol)
         weights = sp.csr_array((np.abs(a.data).astype(np.float64), a.indices, a.indptr),
                                shape=a.shape)
         symmetric = sp.csr_array(weights + weights.T)
-        out.update(spectral_metrics(aslinearoperator(symmetric) if n > 2048 else symmetric,
-                                    laplacian(symmetric), eig_tol))
+        return spectral_metrics(aslinearoperator(symmetric) if n > 2048 else symmetric,
+                                laplacian(symmetric), eig_tol)
+
+    # the Lanczos iterations (torch convolutions / sparse products, which release the GIL) run
+    # on a second thread while the combinatorial algorithms run here
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        spectral = pool.submit(spectra)
+        u = undirected_pattern(a) if undirected is None else undirected
+        strata = [np.arange(layer.start, layer.stop) for layer in graph.layers] or None
+        out.update(explicit_metrics(a, u, strata, motif_samples=motif_samples,
+                                    two_hop_budget=two_hop_budget,
+                                    two_hop_samples=two_hop_samples, seed=seed, closed=closed,
+                                    components=components))
+        del closed
+        out.update(spectral.result())
     return _normalise(out)
 
 
@@ -230,4 +241,5 @@ def mge_metrics(ctx: MetricContext) -> dict[str, float]:
     # sparse masks: CSR products are cheaper than the dense convolutions of the operator
     sparse = ctx.mask.density < CSR_DENSITY
     return mge_metrics_from_graph(graph, eig_tol=eig_tol, operator=None if sparse else operator,
-                                  undirected=ctx.undirected_pattern(), **options)
+                                  undirected=ctx.undirected_pattern(),
+                                  components=ctx.undirected_components(), **options)

@@ -29,6 +29,7 @@ pairs, which the tests check.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,14 +53,26 @@ class single_thread_torch:
 
     The operator's tensors are small (one sample per vector); on a loaded machine the OpenMP
     threads of the default pool spin and stall, making a 0.3 ms convolution take 60-100 ms.
+    Nested and concurrent uses (several Python threads) share one count: the setting is
+    restored when the last one leaves.
     """
 
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 1
+
     def __enter__(self) -> None:
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(1)
+        with single_thread_torch._lock:
+            if single_thread_torch._depth == 0:
+                single_thread_torch._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            single_thread_torch._depth += 1
 
     def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.previous)
+        with single_thread_torch._lock:
+            single_thread_torch._depth -= 1
+            if single_thread_torch._depth == 0:
+                torch.set_num_threads(single_thread_torch._saved)
 
 
 # ---- edge contributions as tensor operations -------------------------------------------------
@@ -398,15 +411,19 @@ class MultipartiteOperator:
 
     # ---- scipy views -----------------------------------------------------------------------
     def symmetric(self, weighted: bool = True, nodes: np.ndarray | None = None,
-                  dtype: torch.dtype = torch.float32) -> LinearOperator:
-        """A + A^T (restricted to ``nodes``) as a scipy LinearOperator (float64 in and out; the
-        tensor work runs in ``dtype``)."""
-        return self._linear_operator(weighted, nodes, dtype, laplacian=False)
+                  dtype: torch.dtype = torch.float32,
+                  array_dtype: type = np.float64) -> LinearOperator:
+        """A + A^T (restricted to ``nodes``) as a scipy LinearOperator (``array_dtype`` in and
+        out, float64 by default; the tensor work runs in ``dtype``)."""
+        return self._linear_operator(weighted, nodes, dtype, laplacian=False,
+                                     array_dtype=array_dtype)
 
     def laplacian(self, weighted: bool = True, nodes: np.ndarray | None = None,
-                  dtype: torch.dtype = torch.float32) -> LinearOperator:
+                  dtype: torch.dtype = torch.float32,
+                  array_dtype: type = np.float64) -> LinearOperator:
         """L = D - (A + A^T), D the (weighted) degrees of A + A^T, as a LinearOperator."""
-        return self._linear_operator(weighted, nodes, dtype, laplacian=True)
+        return self._linear_operator(weighted, nodes, dtype, laplacian=True,
+                                     array_dtype=array_dtype)
 
     def degree_of_symmetric(self, weighted: bool) -> np.ndarray:
         if weighted:
@@ -414,34 +431,37 @@ class MultipartiteOperator:
         return (self.in_degree() + self.out_degree()).astype(np.float64)
 
     def _linear_operator(self, weighted: bool, nodes: np.ndarray | None, dtype: torch.dtype,
-                         laplacian: bool) -> LinearOperator:
+                         laplacian: bool, array_dtype: type = np.float64) -> LinearOperator:
         n = self.num_nodes
         sub = None if nodes is None else torch.as_tensor(np.asarray(nodes, dtype=np.int64))
         size = n if sub is None else int(sub.numel())
         diag = self.degree_of_symmetric(weighted) if laplacian else None
         if diag is not None and nodes is not None:
             diag = diag[np.asarray(nodes)]
+        if diag is not None:
+            diag = diag.astype(array_dtype)
 
         def matmat(v: np.ndarray) -> np.ndarray:
             with single_thread_torch():
                 return _matmat(v)
 
         def _matmat(v: np.ndarray) -> np.ndarray:
-            v = np.asarray(v, dtype=np.float64).reshape(size, -1)
-            full = torch.zeros((n, v.shape[1]), dtype=dtype)
-            t = torch.from_numpy(v).to(dtype)
+            v = np.asarray(v, dtype=array_dtype).reshape(size, -1)
+            t = torch.from_numpy(np.ascontiguousarray(v)).to(dtype)
             if sub is None:
                 full = t
             else:
+                full = torch.zeros((n, v.shape[1]), dtype=dtype)
                 full[sub] = t
-            s = self.forward(full, weighted, dtype) + self.backward(full, weighted, dtype)
-            out = (s if sub is None else s[sub]).double().numpy()
+            s = self.forward(full, weighted, dtype)
+            s += self.backward(full, weighted, dtype)
+            out = np.asarray((s if sub is None else s[sub]).numpy(), dtype=array_dtype)
             if diag is not None:
                 out = diag[:, None] * v - out
             return out
 
         return LinearOperator((size, size), matvec=lambda v: matmat(v)[:, 0], matmat=matmat,
-                              rmatvec=lambda v: matmat(v)[:, 0], dtype=np.float64)
+                              rmatvec=lambda v: matmat(v)[:, 0], dtype=array_dtype)
 
     def reachable_from(self, start: np.ndarray, nodes_mask: np.ndarray | None = None,
                        max_steps: int | None = None) -> np.ndarray:
