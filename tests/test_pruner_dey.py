@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -148,7 +150,8 @@ class _Net(nn.Module):
 @pytest.mark.parametrize("pattern", ["basic", "cyclic", "random", "clash_free"])
 def test_pruner_masks_linear_junctions_and_leaves_convs_dense(pattern):
     model = _Net()
-    mask = paizoo.prune(model, "dey", density=0.25, pattern=pattern)
+    with pytest.warns(UserWarning, match=r"weight\(s\) \(conv.weight\) stay dense"):
+        mask = paizoo.prune(model, "dey", density=0.25, pattern=pattern)
     assert bool(mask["conv.weight"].all())
     for name, (n, p) in (("fc1.weight", (16, 32)), ("fc2.weight", (4, 16))):
         fo = fan_out_for_density(n, p, 0.25)
@@ -157,11 +160,18 @@ def test_pruner_masks_linear_junctions_and_leaves_convs_dense(pattern):
         if pattern != "random":
             fan_in, fan_out = _degrees_by_loops(adj)
             assert fan_in == [p * fo // n] * n and fan_out == [fo] * p
-    assert mask == paizoo.prune(model, "dey", density=0.25, pattern=pattern)
-    other = paizoo.prune(model, "dey", density=0.25, pattern=pattern, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only Linear layers: nothing to warn about
+        linear_only = paizoo.prune(model, "dey", density=0.25, pattern=pattern,
+                                   include="fc*")
+    assert linear_only == {n: mask[n] for n in ("fc1.weight", "fc2.weight")}
+    with pytest.warns(UserWarning):
+        assert mask == paizoo.prune(model, "dey", density=0.25, pattern=pattern)
+        other = paizoo.prune(model, "dey", density=0.25, pattern=pattern, seed=3)
     assert (mask == other) == (pattern == "cyclic")
 
 
+@pytest.mark.filterwarnings("ignore:Dey patterns apply")
 def test_pruner_errors():
     with pytest.raises(NoPrunableParametersError, match="Linear"):
         paizoo.prune(nn.Sequential(nn.Conv2d(1, 2, 3)), "dey", density=0.5)

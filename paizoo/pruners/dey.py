@@ -37,6 +37,7 @@ same right neuron is re-drawn (per sweep), so fan-in and fan-out are exact.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -250,6 +251,17 @@ class DeyPruner(Pruner):
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
         shapes = {n: p.shape for n, p in ctx.params.items()}
         fan_outs = self.fan_outs(shapes, ctx.density)
+        dense = [n for n in shapes if n not in fan_outs]
+        if dense:
+            total = sum(torch.Size(s).numel() for s in shapes.values())
+            kept = sum(self.budgets(shapes, ctx.density).values())
+            warnings.warn(
+                f"Dey patterns apply to Linear junctions only: {len(dense)} other prunable "
+                f"weight(s) ({', '.join(dense[:3])}{', ...' if len(dense) > 3 else ''}) stay "
+                f"dense, so the mask keeps {kept / total:.4g} of the weights instead of the "
+                f"requested {ctx.density:.4g}. Restrict pruning to the Linear layers "
+                "(include=/exclude=) to silence this, or use another pruner for conv layers",
+                UserWarning, stacklevel=4)
         out = {}
         for name, shape in shapes.items():
             if name not in fan_outs:
