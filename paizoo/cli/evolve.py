@@ -179,8 +179,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 
 def _summary(rows: list[dict[str, Any]], seeds: list[int], runs: dict[int, dict[str, Any]],
              args: argparse.Namespace, dataset: str) -> str:
+    train = train_config_from_args(args)
     lines = [f"SET (delta_t {args.delta_t}, zeta {args.zeta:g}) from `{args.pruner}` masks at "
              f"sparsity {args.sparsity:g}: {args.model} on {dataset}, {args.epochs} epoch(s).", "",
+             f"Training: {train.optimizer} lr {train.lr:g}, momentum {train.momentum:g}, weight "
+             f"decay {train.weight_decay:g}, {train.schedule} schedule, batch {train.batch_size}; "
+             f"seeds {', '.join(map(str, seeds))}. NNSTD (Liu et al. 2020) in [0, 1]: 0 for the "
+             "same topology up to a permutation of hidden neurons, 1 for disjoint ones.", "",
              "| seed | updates | NNSTD vs initial (end) | NNSTD vs next seed (start) | "
              "NNSTD vs next seed (end) | final test acc |",
              "|---:|---:|---:|---:|---:|---:|"]
@@ -190,6 +195,8 @@ def _summary(rows: list[dict[str, Any]], seeds: list[int], runs: dict[int, dict[
                      f"{mine[0]['nnstd_vs_other_seed']:.4f} | "
                      f"{mine[-1]['nnstd_vs_other_seed']:.4f} | "
                      f"{runs[seed]['final_test_acc']:.2%} |")
+    lines += ["", "Produced by `paizoo evolve` (nnstd.csv: one row per seed and mask update; "
+              "nnstd.png: NNSTD and test accuracy over training)."]
     return "\n".join(lines) + "\n"
 
 
