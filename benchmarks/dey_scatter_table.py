@@ -5,9 +5,8 @@
 For a few Linear junctions (p left -> n right neurons, fan-out fo, fan-in fi = p * fo / n), each
 pattern of :mod:`paizoo.pruners.dey` is drawn ``--seeds`` times and scored with the scatter
 metric of Dey, Huang, Beerel, Chugg, "Characterizing sparse connectivity patterns in neural
-networks" (ITA 2018), taken from ``paizoo.metrics`` (``scatter(adjacency)`` on the ``(n, p)``
-boolean adjacency of a Linear weight). Without that module the table lists the patterns'
-degrees only.
+networks" (ITA 2018) from :mod:`paizoo.metrics.scatter` (the minimum of the forward and backward
+views of the ``(n, p)`` boolean adjacency of a Linear weight).
 """
 
 from __future__ import annotations
@@ -17,8 +16,10 @@ import math
 import statistics
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
+from paizoo.metrics.scatter import junction_scatter
 from paizoo.pruners.dey import (
     basic_pattern,
     clash_free_pattern,
@@ -29,15 +30,11 @@ from paizoo.pruners.dey import (
 JUNCTIONS = [(784, 112, 8), (112, 10, 5), (64, 32, 4)]  # (p, n, fo)
 
 
-def load_scatter() -> Callable[[torch.Tensor], float] | None:
-    try:
-        import paizoo.metrics as metrics
-    except ImportError:
-        return None
-    fn = getattr(metrics, "scatter", None)
-    if fn is not None and not callable(fn):  # a submodule named scatter
-        fn = getattr(fn, "scatter", None)
-    return fn
+def scatter(adjacency: torch.Tensor) -> float:
+    """Scatter of one junction: the smaller of its forward and backward views (Dey et al. 2018;
+    :func:`paizoo.metrics.scatter.junction_scatter`, windows of ceil(1 / density) neurons)."""
+    forward, backward = junction_scatter(adjacency.numpy().astype(np.float64))
+    return min(float(forward.mean()), float(backward.mean()))
 
 
 def patterns(p: int, n: int, fo: int) -> dict[str, Callable[[torch.Generator], torch.Tensor]]:
@@ -58,12 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
-    scatter = load_scatter()
-    if scatter is None:
-        print("paizoo.metrics.scatter is not available: this table needs the metrics module "
-              "(Dey et al. 2018 scatter). Listing the patterns' degrees only.\n")
     header = (f"{'junction':<22} {'pattern':<24} {'fan-in':>11} {'fan-out':>11}"
-              + (f" {'scatter mean':>12} {'std':>7}" if scatter else ""))
+              f" {'scatter mean':>12} {'std':>7}")
     print(header)
     print("-" * len(header))
     for p, n, fo in JUNCTIONS:
@@ -75,15 +68,12 @@ def main() -> None:
                 adj = draw(torch.Generator().manual_seed(seed))
                 fan_in |= set(adj.sum(1).tolist())
                 fan_out |= set(adj.sum(0).tolist())
-                if scatter is not None:
-                    values.append(float(scatter(adj)))
+                values.append(scatter(adj))
             fi_s = f"{min(fan_in)}-{max(fan_in)}" if len(fan_in) > 1 else str(min(fan_in))
             fo_s = f"{min(fan_out)}-{max(fan_out)}" if len(fan_out) > 1 else str(min(fan_out))
-            row = f"{label:<22} {name:<24} {fi_s:>11} {fo_s:>11}"
-            if scatter is not None:
-                std = statistics.stdev(values) if len(values) > 1 else 0.0
-                row += f" {statistics.mean(values):>12.4f} {std:>7.4f}"
-            print(row)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            print(f"{label:<22} {name:<24} {fi_s:>11} {fo_s:>11} "
+                  f"{statistics.mean(values):>12.4f} {std:>7.4f}")
 
 
 if __name__ == "__main__":
