@@ -10,8 +10,10 @@ momentum + weight-decay step) on the same batch:
   plain weights, projected onto the mask after each step with one ``_foreach_mul_``.
 
 plus ``dense again``, a second identical dense model timed the same way: its ratio to ``dense``
-shows the measurement noise. The variants are timed in interleaved rounds and the median round is
-reported, which keeps the comparison fair on a busy machine. Usage::
+shows the measurement noise, and ``dense contiguous``, the dense model in the default NCHW layout
+(the models are timed in the layout ``paizoo.training.train`` uses: channels-last for conv nets on
+CPU; ``--layout`` overrides it). The variants are timed in interleaved rounds and the median
+round is reported, which keeps the comparison fair on a busy machine. Usage::
 
     python benchmarks/bench_masked_step.py                       # LeNet-300-100, LeNet-5, ResNet-20
     python benchmarks/bench_masked_step.py --models resnet20 vgg16_bn --device cuda --batch 128
@@ -47,8 +49,8 @@ SHAPES = {  # model -> input shape and classes of its usual dataset
 }
 
 
-def make_step(variant: str, name: str, device: torch.device, sparsity: float
-              ) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def make_step(variant: str, name: str, device: torch.device, sparsity: float,
+              channels_last: bool = False) -> Callable[[torch.Tensor, torch.Tensor], None]:
     shape, classes = SHAPES.get(name, ((3, 32, 32), 10))
     model: nn.Module = create_model(name, num_classes=classes, in_channels=shape[0], seed=0)
     model.to(device).train()
@@ -56,6 +58,11 @@ def make_step(variant: str, name: str, device: torch.device, sparsity: float
     if variant != "dense":
         paizoo.prune(model, "magnitude", sparsity=sparsity, apply=True)
         enforcer = MaskEnforcer(model, variant)  # type: ignore[arg-type]
+    if channels_last:  # as paizoo.training.train does: after the enforcer, before the optimiser
+        if enforcer is not None:
+            enforcer.to_memory_format(torch.channels_last)
+        else:
+            model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -69,14 +76,23 @@ def make_step(variant: str, name: str, device: torch.device, sparsity: float
     return step
 
 
+def uses_channels_last(name: str, device: torch.device) -> bool:
+    """paizoo.training.train's default: channels-last for models with a Conv2d, on CPU."""
+    shape, classes = SHAPES.get(name, ((3, 32, 32), 10))
+    model = create_model(name, num_classes=classes, in_channels=shape[0], seed=0)
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def bench(name: str, batch: int, device: torch.device, rounds: int, steps: int,
-          sparsity: float, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+          sparsity: float, clock: Callable[[], float] = time.perf_counter,
+          channels_last: bool = False) -> dict[str, float]:
     shape, classes = SHAPES.get(name, ((3, 32, 32), 10))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, *shape, generator=g).to(device)
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    variants = ("dense", "hook", "project", "dense again")
-    fns = {v: make_step("dense" if v == "dense again" else v, name, device, sparsity)
+    variants = ("dense", "hook", "project", "dense again", "dense contiguous")
+    fns = {v: make_step("dense" if v.startswith("dense") else v, name, device, sparsity,
+                        channels_last=channels_last and v != "dense contiguous")
            for v in variants}
     for fn in fns.values():  # warm-up
         for _ in range(3):
@@ -105,6 +121,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=10, help="steps per round")
     p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--layout", choices=["auto", "channels_last", "contiguous"], default="auto",
+                   help="memory layout of the timed models (auto: as paizoo.training.train, "
+                        "channels-last for conv nets on CPU)")
     p.add_argument("--wall", action="store_true",
                    help="on CPU, time wall-clock instead of process CPU time")
     args = p.parse_args()
@@ -117,15 +136,19 @@ def main() -> None:
     print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch}, "
           f"sparsity {args.sparsity}, {'CPU' if cpu_clock else 'wall-clock'} time, median of "
           f"{args.rounds} interleaved rounds x {args.steps} steps")
-    header = (f"{'model':<15} {'dense ms':>9} {'hook ms':>9} {'project ms':>11} "
-              f"{'hook/dense':>11} {'project/dense':>14} {'noise':>7}")
+    header = (f"{'model':<15} {'layout':<8} {'dense ms':>9} {'hook ms':>9} {'project ms':>11} "
+              f"{'hook/dense':>11} {'project/dense':>14} {'noise':>7} {'contiguous ms':>14}")
     print(header)
     print("-" * len(header))
     for name in args.models:
-        t = bench(name, args.batch, device, args.rounds, args.steps, args.sparsity, clock)
-        print(f"{name:<15} {1e3 * t['dense']:>9.2f} {1e3 * t['hook']:>9.2f} "
-              f"{1e3 * t['project']:>11.2f} {t['hook'] / t['dense']:>10.3f}x "
-              f"{t['project'] / t['dense']:>13.3f}x {t['dense again'] / t['dense']:>6.3f}x",
+        last = uses_channels_last(name, device) if args.layout == "auto" else (
+            args.layout == "channels_last")
+        t = bench(name, args.batch, device, args.rounds, args.steps, args.sparsity, clock,
+                  channels_last=last)
+        print(f"{name:<15} {'NHWC' if last else 'NCHW':<8} {1e3 * t['dense']:>9.2f} "
+              f"{1e3 * t['hook']:>9.2f} {1e3 * t['project']:>11.2f} "
+              f"{t['hook'] / t['dense']:>10.3f}x {t['project'] / t['dense']:>13.3f}x "
+              f"{t['dense again'] / t['dense']:>6.3f}x {1e3 * t['dense contiguous']:>14.2f}",
               flush=True)
 
 

@@ -143,15 +143,18 @@ def test_channels_last_changes_rounding_only(digits, tmp_path):
     for channels_last in (None, False):
         model, mask = _pruned(CNN)
         log = tmp_path / f"{channels_last}.jsonl"
+        strides: set[int] = set()  # conv weight (8, 1, 3, 3): stride 1 on dim 1 only if NHWC
+        model[0].register_forward_pre_hook(lambda m, args: strides.add(m.weight.stride(1)))
         train(model, train_set, test_set, FAST.replace(epochs=1, channels_last=channels_last),
               progress=False, log_path=str(log))
         used.append(json.loads(log.read_text().splitlines()[0])["channels_last"])
+        assert strides == ({1} if channels_last is None else {9})
         weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
         layouts.append(all(p.is_contiguous() for p in model.parameters()))
         assert paizoo.Mask.from_model(model) == mask
     assert used == [True, False] and layouts == [True, True]
     for n in weights[0]:
-        torch.testing.assert_close(weights[0][n], weights[1][n], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(weights[0][n], weights[1][n], rtol=1e-2, atol=1e-3)
 
 
 def test_training_learns_and_leaves_global_rng_alone(digits):

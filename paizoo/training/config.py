@@ -103,9 +103,10 @@ class TrainConfig:
             else float16 with a gradient scaler), never on CPU.
         channels_last: train models with 2-D convolutions in the channels-last memory layout;
             ``None`` = on CPU, where oneDNN's channels-last kernels are faster (LeNet-5 training
-            step 1.5-1.7x faster, measured; ``benchmarks/bench_masked_step.py``). The layout
-            changes float rounding only, not the computation (not part of the hash, like
-            ``device``); the model is handed back in the default layout.
+            step about 1.3-1.5x faster, measured with ``benchmarks/bench_masked_step.py``),
+            except for a masked model in hook mode. The layout changes float rounding only, not
+            the computation (not part of the hash, like ``device``); the model is handed back in
+            the default layout.
         eval_batch_size: batch size for evaluation (not part of the hash).
         num_workers: DataLoader workers when the dataset is not an in-memory tensor dataset
             (not part of the hash).

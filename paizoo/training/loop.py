@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..masks import Mask
+from ..reparam import is_masked
 from .batching import Batches
 from .config import TrainConfig
 from .logs import JsonlLog, WandbLog, WandbOptions
@@ -110,10 +111,15 @@ def _amp_setup(config: TrainConfig, device: torch.device
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def _use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device) -> bool:
-    """``config.channels_last``, or (``None``) whether training runs on CPU with a Conv2d."""
+def _use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device,
+                       mask_mode: MaskMode) -> bool:
+    """``config.channels_last``, or (``None``) whether training runs on CPU with a Conv2d and
+    plain weights (not hook mode on a masked model: its per-forward ``orig * mask`` product
+    drops the channels-last strides of single-input-channel convolutions)."""
     if config.channels_last is not None:
         return config.channels_last
+    if mask_mode == "hook" and is_masked(model):
+        return False
     return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
@@ -195,9 +201,7 @@ def train(
     config = config or TrainConfig()
     device = select_device(config.device)
     model.to(device)
-    channels_last = _use_channels_last(config, model, device)
-    if channels_last:  # before the optimiser and the mask enforcer take their references
-        model.to(memory_format=torch.channels_last)
+    channels_last = _use_channels_last(config, model, device, mask_mode)
     amp_dtype, scaler = _amp_setup(config, device)
 
     def autocast() -> AbstractContextManager[Any]:
@@ -214,6 +218,8 @@ def train(
 
     log = JsonlLog(log_path)
     enforcer = MaskEnforcer(model, mask_mode)
+    if channels_last:  # after the enforcer (it may replace parameters), before the optimiser
+        enforcer.to_memory_format(torch.channels_last)
     if topology_update is not None and enforcer.mask is None:
         raise ValueError("topology_update needs a masked model: apply a mask first "
                          "(e.g. paizoo.prune(model, 'random', sparsity=0.9, apply=True))")

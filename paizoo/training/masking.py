@@ -142,6 +142,16 @@ class MaskEnforcer:
     def active(self) -> bool:
         return self.mask is not None
 
+    def to_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Convert the model's 4-D parameters and buffers (``Module.to``; the parameter objects
+        are kept, so optimisers built later see them) and the projection masks to
+        ``memory_format``. Call it after construction: in project mode the constructor replaces
+        the masked parameters, and a product of tensors whose channel dimension has size 1
+        loses the channels-last strides (and with them oneDNN's channels-last kernels)."""
+        self.model.to(memory_format=memory_format)
+        self._masks = [m.contiguous(memory_format=memory_format) if m.dim() == 4 else m
+                       for m in self._masks]
+
     @torch.no_grad()
     def after_step(self) -> None:
         """Project the weights onto the mask (project mode; nothing to do in hook mode)."""
