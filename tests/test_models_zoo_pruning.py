@@ -23,6 +23,9 @@ from torch import nn
 import paizoo
 from paizoo.models import create_model
 
+# dey keeps conv layers dense and says so; that is the expected behaviour on these conv nets
+pytestmark = pytest.mark.filterwarnings("ignore:Dey patterns apply to Linear junctions only")
+
 NUM_CLASSES = 10
 
 
