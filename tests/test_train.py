@@ -144,7 +144,8 @@ def test_channels_last_changes_rounding_only(digits, tmp_path):
         model, mask = _pruned(CNN)
         log = tmp_path / f"{channels_last}.jsonl"
         strides: set[int] = set()  # conv weight (8, 1, 3, 3): stride 1 on dim 1 only if NHWC
-        model[0].register_forward_pre_hook(lambda m, args: strides.add(m.weight.stride(1)))
+        model[0].register_forward_pre_hook(
+            lambda m, args, seen=strides: seen.add(m.weight.stride(1)))
         train(model, train_set, test_set, FAST.replace(epochs=1, channels_last=channels_last),
               progress=False, log_path=str(log))
         used.append(json.loads(log.read_text().splitlines()[0])["channels_last"])
