@@ -359,9 +359,11 @@ class _Encoder:
         keep, weight = kept_weight(owner, attr, full, self.mask)
         return owner_name or node.name, keep, weight, None
 
-    def _conv(self, node: fx.Node, src: _Ids, in_shape: tuple[int, ...],
-              out_shape: tuple[int, ...]) -> _Contribution:
-        name, keep, weight, module = self._weight(node)
+    def _conv_geometry(self, node: fx.Node, weight: torch.Tensor, module: nn.Module | None,
+                       in_shape: tuple[int, ...]
+                       ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+        """(stride, padding, dilation, groups) of a convolution node, from its module or, for a
+        functional call, from the call's arguments; the input must be unbatched (C, *spatial)."""
         nd = weight.ndim - 2
         if module is not None:
             stride, dilation = T.ntuple(module.stride, nd), T.ntuple(module.dilation, nd)
@@ -376,6 +378,12 @@ class _Encoder:
             groups = int(params["groups"])
         if len(in_shape) != nd + 1:
             raise T.unsupported(self.gm, node, f"input of shape {in_shape} (unbatched input?)")
+        return stride, padding, dilation, groups
+
+    def _conv(self, node: fx.Node, src: _Ids, in_shape: tuple[int, ...],
+              out_shape: tuple[int, ...]) -> _Contribution:
+        name, keep, weight, module = self._weight(node)
+        stride, padding, dilation, groups = self._conv_geometry(node, weight, module, in_shape)
         gen = ConvRows(weight, keep, in_shape, out_shape, stride, padding, dilation, groups,
                        self.chunk)
         return _Contribution(f"conv {name}", "conv", name, src, gen)

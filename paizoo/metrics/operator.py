@@ -237,20 +237,7 @@ class _OperatorBuilder(_mge._Encoder):
     def _conv(self, node: fx.Node, src: Any, in_shape: tuple[int, ...],
               out_shape: tuple[int, ...]) -> Any:
         name, keep, weight, module = self._weight(node)
-        nd = weight.ndim - 2
-        if module is not None:
-            stride, dilation = T.ntuple(module.stride, nd), T.ntuple(module.dilation, nd)
-            padding = T.conv_padding(module.padding, weight.shape[2:], dilation)
-            groups = int(module.groups)
-        else:
-            params = _mge._bind(node, ("input", "weight", "bias", "stride", "padding", "dilation",
-                                       "groups"), {"stride": 1, "padding": 0, "dilation": 1,
-                                                   "groups": 1})
-            stride, dilation = T.ntuple(params["stride"], nd), T.ntuple(params["dilation"], nd)
-            padding = T.conv_padding(params["padding"], weight.shape[2:], dilation)
-            groups = int(params["groups"])
-        if len(in_shape) != nd + 1:
-            raise T.unsupported(self.gm, node, f"input of shape {in_shape} (unbatched input?)")
+        stride, padding, dilation, groups = self._conv_geometry(node, weight, module, in_shape)
         op = _ConvOp(weight, keep, in_shape, out_shape, stride, padding, dilation, groups)
         return _mge._Contribution(f"conv {name}", "conv", name, src, op)
 
