@@ -326,18 +326,25 @@ def mean_two_hop_size(adjacency: sp.sparray | sp.spmatrix, *, strata: Sequence[n
 
 # ---- 4-node motifs ---------------------------------------------------------------------------
 
-def _has_edge(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Vectorised membership of b[i] in the (sorted) neighbour list of a[i]."""
+def _lower_bound(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndarray
+                 ) -> np.ndarray:
+    """Vectorised binary search: for each i, the first offset in ``indices`` within the sorted
+    neighbour list of a[i] whose entry is >= b[i] (``indptr[a[i] + 1]`` if there is none)."""
     lo = indptr[a].astype(np.int64)
     hi = indptr[a + 1].astype(np.int64)
     while True:
         active = lo < hi
         if not active.any():
-            break
+            return lo
         mid = (lo + hi) // 2
         go_right = active & (indices[np.minimum(mid, indices.size - 1)] < b)
         lo = np.where(go_right, mid + 1, lo)
         hi = np.where(active & ~go_right, mid, hi)
+
+
+def _has_edge(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised membership of b[i] in the (sorted) neighbour list of a[i]."""
+    lo = _lower_bound(indptr, indices, a, b)
     found = lo < indptr[a + 1]
     found[found] = indices[lo[found]] == b[found]
     return found
@@ -345,16 +352,7 @@ def _has_edge(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndar
 
 def _position(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Offset of b[i] within the sorted neighbour list of a[i] (b[i] must be present)."""
-    lo = indptr[a].astype(np.int64)
-    hi = indptr[a + 1].astype(np.int64)
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo - indptr[a]
-        mid = (lo + hi) // 2
-        go_right = active & (indices[np.minimum(mid, indices.size - 1)] < b)
-        lo = np.where(go_right, mid + 1, lo)
-        hi = np.where(active & ~go_right, mid, hi)
+    return _lower_bound(indptr, indices, a, b) - indptr[a]
 
 
 def _neighbour_except(indptr: np.ndarray, indices: np.ndarray, v: np.ndarray,
