@@ -32,7 +32,8 @@ from torch import nn
 
 import paizoo
 from paizoo.models import create_model
-from paizoo.training import MaskEnforcer
+from paizoo.training import MaskEnforcer, TrainConfig
+from paizoo.training.loop import use_channels_last
 
 SHAPES = {  # model -> input shape and classes of its usual dataset
     "lenet_300_100": ((1, 28, 28), 10),
@@ -77,10 +78,10 @@ def make_step(variant: str, name: str, device: torch.device, sparsity: float,
 
 
 def uses_channels_last(name: str, device: torch.device) -> bool:
-    """paizoo.training.train's default: channels-last for models with a Conv2d, on CPU."""
+    """The layout ``paizoo.training.train`` picks for this model (project mode, default config)."""
     shape, classes = SHAPES.get(name, ((3, 32, 32), 10))
     model = create_model(name, num_classes=classes, in_channels=shape[0], seed=0)
-    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return use_channels_last(TrainConfig(), model, device, "project")
 
 
 def bench(name: str, batch: int, device: torch.device, rounds: int, steps: int,

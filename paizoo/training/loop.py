@@ -111,8 +111,8 @@ def _amp_setup(config: TrainConfig, device: torch.device
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def _use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device,
-                       mask_mode: MaskMode) -> bool:
+def use_channels_last(config: TrainConfig, model: nn.Module, device: torch.device,
+                      mask_mode: MaskMode) -> bool:
     """``config.channels_last``, or (``None``) whether training runs on CPU with a Conv2d and
     plain weights (not hook mode on a masked model: its per-forward ``orig * mask`` product
     drops the channels-last strides of single-input-channel convolutions)."""
@@ -201,7 +201,7 @@ def train(
     config = config or TrainConfig()
     device = select_device(config.device)
     model.to(device)
-    channels_last = _use_channels_last(config, model, device, mask_mode)
+    channels_last = use_channels_last(config, model, device, mask_mode)
     amp_dtype, scaler = _amp_setup(config, device)
 
     def autocast() -> AbstractContextManager[Any]:
