@@ -15,6 +15,7 @@ from _training_models import CNN, MLP
 
 import paizoo
 from paizoo.cli import main
+from paizoo.data import dataset_info
 from paizoo.errors import DatasetNotFoundError
 from paizoo.leaderboard import (
     grid_status,
@@ -23,11 +24,11 @@ from paizoo.leaderboard import (
     render_leaderboard,
     run_leaderboard,
 )
-from paizoo.leaderboard.render import CHANCE_MARK
+from paizoo.leaderboard.render import CHANCE_MARK, OFF_TARGET_MARK
 from paizoo.pruners import list_pruners
 from paizoo.results import ResultStore
 from paizoo.training import ConfigError
-from paizoo.training.experiment import run_experiment
+from paizoo.training.experiment import build_model, run_experiment
 
 
 def _config(tmp_path: Path, **changes: object) -> dict:
@@ -89,8 +90,16 @@ def test_config_parsing_and_errors(tmp_path):
     bad("same name and config", pruners=[{"name": "magnitude", "label": "a"},
                                          {"name": "magnitude", "label": "b"}])
     bad(r"models\[0\]: unknown option\(s\) 'kwargs'", models=[{"name": MLP, "kwargs": {}}])
+    bad(r"pruners\[a\].models: 'LeNet-5' is not a model of this grid",
+        pruners=[{"name": "magnitude", "label": "a", "models": ["LeNet-5"]}])
+    bad(r"pruners\[a\].models: expected a list", pruners=[{"name": "magnitude", "label": "a",
+                                                           "models": MLP}])
     bad(r"models\[Tiny\].train: unknown option", models=[{"name": MLP, "label": "Tiny",
                                                           "train": {"lrr": 1}}])
+    with pytest.raises(ConfigError, match=r"in_channels come\(s\) from the dataset"):
+        grid = parse_config(_config(tmp_path, models=[{"name": "lenet_300_100",
+                                                       "config": {"in_channels": 3}}]))
+        build_model(grid.specs()[0], dataset_info("digits"))
     with pytest.raises(ConfigError, match=r"unknown pruner.*'nope'"):
         parse_config(_config(tmp_path, pruners=[{"name": "nope"}])).specs()
 
@@ -196,6 +205,44 @@ def test_runs_that_stay_at_chance_are_marked(tmp_path):
     with open(rendered.csv) as fh:
         cells = {r["pruner"]: r for r in csv.DictReader(fh)}
     assert cells["mag"]["chance_seeds"] == "1" and cells["rnd"]["chance_seeds"] == "0"
+
+
+def test_pruner_restricted_to_models_and_off_target_sparsity_is_marked(tmp_path):
+    """A pruner entry with ``models`` runs on those models only (no row elsewhere); a cell whose
+    masks miss the requested sparsity shows the achieved one and is never bold."""
+    cfg = _config(tmp_path, seeds=[0], sparsities=[0.5, 0.9],
+                  models=[{"name": "lenet_300_100", "label": "A"},
+                          {"name": "lenet_300_100", "label": "B",
+                           "config": {"input_size": 8}}],
+                  pruners=[{"label": "mag", "name": "magnitude"},
+                           {"label": "dey", "name": "dey", "models": ["A"]}])
+    config = parse_config(cfg, path=tmp_path / "lb" / "only.yaml", name="only")
+    cells = [(m.label, p.label if p else None, s) for m, p, s in config.cells()]
+    assert ("A", "dey", 0.9) in cells and not any(m == "B" and p == "dey" for m, p, _ in cells)
+    assert config.num_runs == 2 * 1 + 2 * 2 + 1 * 2
+    store = ResultStore(config.store)
+    run_leaderboard(config, store, progress=False, echo=lambda _m: None)
+    rendered = render_leaderboard(config, store)
+    section_a, section_b = rendered.text.split("## B")
+    assert "| dey |" in section_a and "| dey |" not in section_b.split("## Pruning time")[0]
+    dey_row = next(line for line in section_a.splitlines() if line.startswith("| dey |"))
+    dey = {s.sparsity: store.get(s.key) for s in config.specs() if s.pruner == "dey"}
+    # digits: fc1 is (300, 64); whole fan-ins need fan-outs that are multiples of 75 of 300,
+    # so density 0.5 is exact and density 0.1 becomes 0.25 in fc1
+    assert dey[0.5].kept == round(0.5 * dey[0.5].total)
+    achieved = 1 - dey[0.9].kept / dey[0.9].total
+    assert 0.5 < achieved < 0.85
+    first, second = dey_row.strip("|").split("|")[1:3]
+    assert OFF_TARGET_MARK not in first
+    assert second.strip().endswith(f"{OFF_TARGET_MARK} (s = {achieved:.3g})")
+    assert "**" not in second
+    with open(rendered.csv) as fh:
+        rows = {(r["model"], r["pruner"], r["sparsity"]): r for r in csv.DictReader(fh)}
+    assert rows[("A", "dey", "0.9")]["off_target_seeds"] == "1"
+    assert rows[("A", "mag", "0.9")]["off_target_seeds"] == "0"
+    timing = rendered.text.split("## Pruning time")[1]
+    assert next(line for line in timing.splitlines() if line.startswith("| dey |")).endswith(
+        "| n/a |")
 
 
 class _Boom(RuntimeError):

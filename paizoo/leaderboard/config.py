@@ -20,7 +20,9 @@ Keys: ``name`` (default: the file name), ``description``, ``dataset``, ``fallbac
 that apply on the fallback, e.g. more epochs for a tiny dataset), ``data_root``, ``store``
 (default ``runs/paizoo.db``), ``models`` (each ``name``, optional ``label``, ``config`` = model
 keyword arguments, ``train`` = overrides of the training config for this model), ``pruners``
-(each ``name``, optional ``label`` and ``config`` = pruner options), ``sparsities`` (in (0, 1)),
+(each ``name``, optional ``label``, ``config`` = pruner options and ``models`` = the model names
+or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
+``sparsities`` (in (0, 1)),
 ``seeds``, ``dense`` (add the unpruned baseline, default true), ``train``
 (:class:`~paizoo.training.TrainConfig`), ``pruning_data``
 (:class:`~paizoo.training.PruneDataConfig`). Unknown keys are errors.
@@ -69,11 +71,13 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class PrunerEntry:
-    """A pruner of the grid: registry ``name``, display ``label``, constructor ``config``."""
+    """A pruner of the grid: registry ``name``, display ``label``, constructor ``config``, and
+    the ``models`` (names or labels) it runs on; empty means every model of the grid."""
 
     name: str
     label: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require_str(self.name, "pruners[].name")
@@ -83,6 +87,16 @@ class PrunerEntry:
         object.__setattr__(self, "label", str(self.label or self.name))
         _require_mapping(self.config, f"pruners[{self.label}].config")
         object.__setattr__(self, "config", dict(self.config))
+        models = self.models
+        if isinstance(models, str) or not isinstance(models, (list, tuple)) or not all(
+                isinstance(m, str) and m.strip() for m in models):
+            raise ConfigError(f"pruners[{self.label}].models: expected a list of model names "
+                              f"or labels, got {models!r}")
+        object.__setattr__(self, "models", tuple(models))
+
+    def applies_to(self, model: ModelEntry) -> bool:
+        """Whether this pruner runs on ``model`` (by name or label; all models when unset)."""
+        return not self.models or model.name in self.models or model.label in self.models
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,13 @@ class LeaderboardConfig:
         model_labels = [m.label for m in self.models]
         if len(set(model_labels)) != len(model_labels):
             raise ConfigError(f"models: labels must be unique, got {model_labels}")
+        known = {m.name for m in self.models} | set(model_labels)
+        for p in self.pruners:
+            missing = [m for m in p.models if m not in known]
+            if missing:
+                raise ConfigError(
+                    f"pruners[{p.label}].models: {', '.join(map(repr, missing))} is not a model "
+                    f"of this grid; use one of the names or labels {sorted(known)}")
         for s in self.sparsities:
             if not (isinstance(s, (int, float)) and not isinstance(s, bool)
                     and math.isfinite(s) and 0.0 < s < 1.0):
@@ -172,7 +193,7 @@ class LeaderboardConfig:
             if self.dense:
                 out.append((m, None, 0.0))
             for s in self.sparsities:
-                out.extend((m, p, s) for p in self.pruners)
+                out.extend((m, p, s) for p in self.pruners if p.applies_to(m))
         return out
 
     def specs(self, dataset: str | None = None,

@@ -7,12 +7,13 @@ deviation (ddof = 1) over seeds, and written as
 * ``NAME.md``: one table per model (rows: pruners, columns: sparsities; the best mean per
   sparsity in bold; a dagger where some seed's mask suffered layer collapse, a double dagger
   where some seed's training stayed at chance, i.e. its final training loss is at least
-  0.99 ln C for C classes), the dense
+  0.99 ln C for C classes; a section sign and the achieved sparsity where the pruner could not
+  reach the requested one, e.g. Dey patterns that need whole fan-ins), the dense
   reference, pruning times, the exact command and configuration, library versions;
 * ``NAME.csv``: one row per cell with means, standard deviations, seed counts, collapse counts
   and times (accuracies as fractions in [0, 1]);
 * ``NAME.png``: final test accuracy vs sparsity per pruner, one panel per model, sparsity on a
-  log-scale axis of density 1 - s, the dense accuracy as a dashed line.
+  log-scale axis of density 1 - s (the achieved density), the dense accuracy as a dashed line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ from .runner import dataset_in_store
 
 COLLAPSE_MARK = "†"
 CHANCE_MARK = "‡"
+OFF_TARGET_MARK = "§"
+#: a mask is "off target" when it keeps more than this fraction (or one weight, whichever is
+#: more) more or fewer weights than round((1 - s) N); exact-sparsity pruners never are
+OFF_TARGET_TOLERANCE = 0.01
 #: a run "stayed at chance" when its final training loss is at least this fraction of ln C, the
 #: cross-entropy of a uniform prediction over C classes (it diverged, or no signal got through)
 CHANCE_LOSS_FRACTION = 0.99
@@ -72,6 +77,7 @@ def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | N
             "sparsity": spec.sparsity, "seed": spec.seed, "run_key": spec.key,
             "final_test_acc": rec.final_test_acc, "best_test_acc": rec.best_test_acc,
             "dense_test_acc": rec.dense_test_acc, "density": rec.density,
+            "off_target": _off_target(rec.kept, rec.total, spec.sparsity),
             "layer_collapse": rec.layer_collapse,
             "at_chance": rec.final_train_loss is not None and (
                 not math.isfinite(rec.final_train_loss) or rec.final_train_loss >= chance_loss),
@@ -81,9 +87,17 @@ def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | N
         })
     columns = ["model", "model_name", "pruner", "pruner_name", "pruner_config", "sparsity",
                "seed", "run_key", "final_test_acc", "best_test_acc", "dense_test_acc",
-               "density", "layer_collapse", "at_chance", "prune_time_s", "train_time_s", "epochs",
-               "device", "versions"]
+               "density", "off_target", "layer_collapse", "at_chance", "prune_time_s",
+               "train_time_s", "epochs", "device", "versions"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _off_target(kept: int, total: int, sparsity: float) -> bool:
+    """Whether a mask keeping ``kept`` of ``total`` weights missed the requested sparsity."""
+    if sparsity <= 0.0 or total <= 0:
+        return False
+    expected = round((1.0 - sparsity) * total)
+    return abs(kept - expected) > max(1.0, OFF_TARGET_TOLERANCE * expected)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -92,7 +106,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=[*keys, "seeds", "final_acc_mean", "final_acc_std",
                                      "best_acc_mean", "best_acc_std", "dense_acc_mean",
-                                     "density_mean", "collapsed_seeds", "chance_seeds",
+                                     "density_mean", "off_target_seeds", "collapsed_seeds",
+                                     "chance_seeds",
                                      "prune_time_mean_s",
                                      "train_time_mean_s"])
     grouped = runs.groupby(keys, sort=False, dropna=False)
@@ -104,11 +119,13 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         best_acc_std=("best_test_acc", "std"),
         dense_acc_mean=("dense_test_acc", "mean"),
         density_mean=("density", "mean"),
+        off_target_seeds=("off_target", "sum"),
         collapsed_seeds=("layer_collapse", "sum"),
         chance_seeds=("at_chance", "sum"),
         prune_time_mean_s=("prune_time_s", "mean"),
         train_time_mean_s=("train_time_s", "mean"),
     ).reset_index()
+    out["off_target_seeds"] = out["off_target_seeds"].astype(int)
     out["collapsed_seeds"] = out["collapsed_seeds"].astype(int)
     out["chance_seeds"] = out["chance_seeds"].astype(int)
     return out
@@ -151,10 +168,13 @@ def markdown_tables(config: LeaderboardConfig, cells: pd.DataFrame) -> dict[str,
         lines = [header, rule]
         best: dict[float, float] = {}
         for s in config.sparsities:
-            col = sub[(sub["sparsity"] == s) & (sub["pruner"] != config.DENSE_LABEL)]
+            col = sub[(sub["sparsity"] == s) & (sub["pruner"] != config.DENSE_LABEL)
+                      & (sub["off_target_seeds"] == 0)]
             if len(col):
                 best[s] = round(100 * float(col["final_acc_mean"].max()), 2)
         for pruner in config.pruners:
+            if not pruner.applies_to(model):
+                continue
             row = [pruner.label]
             for s in config.sparsities:
                 cell = sub[(sub["pruner"] == pruner.label) & (sub["sparsity"] == s)]
@@ -170,6 +190,8 @@ def markdown_tables(config: LeaderboardConfig, cells: pd.DataFrame) -> dict[str,
                     text += f" {COLLAPSE_MARK}"
                 if int(c["chance_seeds"]):
                     text += f" {CHANCE_MARK}"
+                if int(c["off_target_seeds"]):
+                    text += f" {OFF_TARGET_MARK} (s = {1.0 - float(c['density_mean']):.3g})"
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         out[model.label] = "\n".join(lines)
@@ -195,7 +217,8 @@ def _timing_table(config: LeaderboardConfig, cells: pd.DataFrame) -> str:
         row = [pruner.label]
         for m in config.models:
             sub = cells[(cells["model"] == m.label) & (cells["pruner"] == pruner.label)]
-            row.append(f"{sub['prune_time_mean_s'].mean():.3f}" if len(sub) else "—")
+            missing = "—" if pruner.applies_to(m) else "n/a"
+            row.append(f"{sub['prune_time_mean_s'].mean():.3f}" if len(sub) else missing)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -227,7 +250,9 @@ def render_markdown(config: LeaderboardConfig, runs: pd.DataFrame, cells: pd.Dat
         f"{COLLAPSE_MARK} = in at least one seed the mask keeps no weight in some layer "
         f"(layer collapse); {CHANCE_MARK} = in at least one seed training stayed at chance "
         f"(final training loss >= {CHANCE_LOSS_FRACTION:g} ln C for C classes: it diverged, or "
-        "no signal reached the output). s = fraction of prunable weights removed (conv and "
+        "no signal reached the output); "
+        f"{OFF_TARGET_MARK} (s = x) = the pruner cannot reach this sparsity on this model and "
+        "achieved x instead (not ranked). s = fraction of prunable weights removed (conv and "
         "linear weights).",
         f"- **Runs:** {len(runs)} of {total} in the store `{store_path}`"
         + ("" if len(runs) == total else " (incomplete: missing cells show —)"),
@@ -284,7 +309,7 @@ def plot(config: LeaderboardConfig, cells: pd.DataFrame, path: str | os.PathLike
             rows = sub[sub["pruner"] == pruner.label].sort_values("sparsity")
             if rows.empty:
                 continue
-            x = 1.0 - rows["sparsity"].to_numpy()
+            x = rows["density_mean"].to_numpy()
             y = 100 * rows["final_acc_mean"].to_numpy()
             err = 100 * rows["final_acc_std"].fillna(0.0).to_numpy()
             ax.errorbar(x, y, yerr=err, label=pruner.label, color=colors(i % 10),

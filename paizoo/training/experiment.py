@@ -85,6 +85,14 @@ def build_model(spec: RunSpec, info: Any) -> Any:
     from ..models import create_model
 
     kwargs = dict(spec.model_config)
+    fixed = sorted({"num_classes", "in_channels", "seed"} & set(kwargs))
+    if fixed:
+        from .config import ConfigError
+
+        raise ConfigError(
+            f"model {spec.model!r}: {', '.join(fixed)} come(s) from the dataset "
+            f"({info.input_shape[0]} channels, {info.num_classes} classes) and the run's seed; "
+            "remove it from the model config")
     if "input_size" not in kwargs and len(info.input_shape) == 3 and \
             _accepts_input_size(spec.model):
         kwargs["input_size"] = (int(info.input_shape[1]), int(info.input_shape[2]))
