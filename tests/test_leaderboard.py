@@ -234,7 +234,7 @@ def test_pruner_restricted_to_models_and_off_target_sparsity_is_marked(tmp_path)
     assert 0.5 < achieved < 0.85
     first, second = dey_row.strip("|").split("|")[1:3]
     assert OFF_TARGET_MARK not in first
-    assert second.strip().endswith(f"{OFF_TARGET_MARK} (s = {achieved:.3g})")
+    assert second.strip().endswith(f"{OFF_TARGET_MARK} (s = {achieved:.4g})")
     assert "**" not in second
     with open(rendered.csv) as fh:
         rows = {(r["model"], r["pruner"], r["sparsity"]): r for r in csv.DictReader(fh)}

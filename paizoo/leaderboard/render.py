@@ -191,7 +191,7 @@ def markdown_tables(config: LeaderboardConfig, cells: pd.DataFrame) -> dict[str,
                 if int(c["chance_seeds"]):
                     text += f" {CHANCE_MARK}"
                 if int(c["off_target_seeds"]):
-                    text += f" {OFF_TARGET_MARK} (s = {1.0 - float(c['density_mean']):.3g})"
+                    text += f" {OFF_TARGET_MARK} (s = {1.0 - float(c['density_mean']):.4g})"
                 row.append(text)
             lines.append("| " + " | ".join(row) + " |")
         out[model.label] = "\n".join(lines)
@@ -313,6 +313,7 @@ def plot(config: LeaderboardConfig, cells: pd.DataFrame, path: str | os.PathLike
             y = 100 * rows["final_acc_mean"].to_numpy()
             err = 100 * rows["final_acc_std"].fillna(0.0).to_numpy()
             ax.errorbar(x, y, yerr=err, label=pruner.label, color=colors(i % 10),
+                        linestyle=("-", "--", ":")[(i // 10) % 3],  # colours repeat after 10
                         marker=markers[i % len(markers)], markersize=4, capsize=2, linewidth=1.3)
             collapsed = rows["collapsed_seeds"].to_numpy() > 0
             if collapsed.any():
