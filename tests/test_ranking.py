@@ -23,7 +23,7 @@ from paizoo.regression import (
     ranked,
     rbo_ext,
 )
-from paizoo.regression.evaluate import ranking_rows
+from paizoo.regression.evaluate import ranking_rows, ranking_summary
 
 
 # ---- Kendall tau -----------------------------------------------------------------------------
@@ -138,6 +138,22 @@ def test_ranking_rows_against_hand_ranking() -> None:
     # [b, a, c] vs [a, b, c]: X = 0, 2, 3 -> 1/9 (0 + .81 + .729) + .729
     assert per["rbo"] == pytest.approx((0.81 + 0.729) / 9 + 0.729)
     assert per["predicted_rank"] == 1 and per["actual_rank"] == 2
+
+
+def test_ranking_summary_for_a_pruner_run_on_one_model_only() -> None:
+    """A pruner with runs on model m1 only gets its rank there and "-" for m2."""
+    rows = []
+    for model, pruners in (("m1", ["a", "b", "c"]), ("m2", ["a", "b"])):
+        for i, pruner in enumerate(pruners):
+            rows.append({"dataset": "d", "model": model, "pruner": pruner, "sparsity": 0.9,
+                         "seed": 0, "accuracy_drop": float(i)})
+    table = pd.DataFrame(rows)
+    # predicted order on m1: c < a < b (c first); on m2: a < b
+    pred = np.array([2.0, 3.0, 1.0, 1.0, 2.0])
+    summary = ranking_summary(pd.DataFrame(ranking_rows(table, pred, held_out="c")))
+    row = summary.set_index("held_out").loc["c"]
+    assert row["rank_predicted"] == "1/-" and row["rank_actual"] == "3/-"
+    assert row["contexts"] == 2
 
 
 # ---- rank_pruners end to end (fake metrics; the digits CLI test is in test_ranking_cli) ------

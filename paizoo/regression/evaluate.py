@@ -282,6 +282,10 @@ def validate_ranking(table: pd.DataFrame, make_estimator: Callable[[], AccuracyD
     return pd.DataFrame(rows)
 
 
+def _rank_text(rank: object) -> str:
+    return "-" if pd.isna(rank) else str(int(rank))  # type: ignore[call-overload]
+
+
 def ranking_summary(ranking: pd.DataFrame) -> pd.DataFrame:
     """Per held-out pruner: mean tau/RBO over the per-sparsity contexts, and tau/RBO and the
     held-out pruner's predicted/actual rank in the mean-over-sparsities ranking."""
@@ -296,8 +300,9 @@ def ranking_summary(ranking: pd.DataFrame) -> pd.DataFrame:
         if len(o):
             row["tau_mean_ranking"] = o["kendall_tau"].mean()
             row["rbo_mean_ranking"] = o["rbo"].mean()
-            if "predicted_rank" in o and o["predicted_rank"].notna().all():
-                row["rank_predicted"] = "/".join(str(int(v)) for v in o["predicted_rank"])
-                row["rank_actual"] = "/".join(str(int(v)) for v in o["actual_rank"])
+            if "predicted_rank" in o and o["predicted_rank"].notna().any():
+                # one entry per (dataset, model); "-" where the pruner has no runs there
+                row["rank_predicted"] = "/".join(_rank_text(v) for v in o["predicted_rank"])
+                row["rank_actual"] = "/".join(_rank_text(v) for v in o["actual_rank"])
         rows.append(row)
     return pd.DataFrame(rows)
