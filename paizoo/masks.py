@@ -279,7 +279,8 @@ class Mask(Mapping[str, torch.Tensor]):
 
         path = Path(path)
         meta = {"format": "paizoo-mask", "version": "1",
-                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True)}
+                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True),
+                "names": json.dumps(list(self._tensors))}  # safetensors sorts the keys
         tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -299,6 +300,9 @@ class Mask(Mapping[str, torch.Tensor]):
         with safe_open(str(path), framework="pt") as f:
             for name in f.keys():
                 tensors[name] = f.get_tensor(name)
+            order = json.loads((f.metadata() or {}).get("names", "[]"))
+        if sorted(order) == sorted(tensors):  # the mask's own order (files since names were kept)
+            tensors = {n: tensors[n] for n in order}
         mask = cls(tensors)
         if model is not None:
             mask.check_compatible(model)

@@ -7,10 +7,16 @@ linear map from one-hot vectors over its vocabulary to its output, and feeds the
 signal in that one-hot space:
 
 * SynFlow (:func:`all_ones_embeddings`): the all-ones vector over the vocabulary, at every
-  position. The embedding's output is then ``1^T |E|``, the column sums of the (linearised,
-  absolute) table at every position, exactly what the linearised network computes when each
-  embedding is read as a Linear layer on one-hot inputs fed all ones; the synaptic flow runs
-  through every row of the table, so embedding rows get scores like any other weights.
+  position, scaled by ``1/V`` (V = the vocabulary size). The embedding's output is then
+  ``(1/V) 1^T |E|``, the mean row of the (linearised, absolute) table at every position: what
+  the linearised network computes when each embedding is read as a Linear layer on one-hot
+  inputs fed the uniform mixture of all tokens. The synaptic flow runs through every row of the
+  table, so embedding rows get scores like any other weights. The factor ``1/V`` scales R and
+  every score by the same constant in a positively homogeneous network (no biases, ReLU-like
+  activations), so there the ranking is that of the plain all-ones input; it keeps the signal
+  at the scale of one token, so that the biases, normalisation epsilons and saturating gates
+  (LSTM sigmoids saturate to exactly 1 in float64 beyond ~37, and ``1^T |E|`` grows with V)
+  see realistic magnitudes instead of killing the flow.
 * NTK-SAP (:class:`RandomTokens`): the data-free stand-in for data is random data; for a token
   input that is token ids drawn uniformly from the embedding's vocabulary (the analogue of
   NTK-SAP's ``x ~ N(0, I)``), drawn once per draw and embedding and shared by the clean and the
@@ -62,11 +68,11 @@ def _hooked(model: nn.Module, hook: Callable[[nn.Module, Any, torch.Tensor], tor
 
 
 def _ones_signal(module: nn.Module, _args: Any, out: torch.Tensor) -> torch.Tensor:
-    return module.weight.sum(0).expand_as(out).contiguous()
+    return module.weight.mean(0).expand_as(out).contiguous()
 
 
 def all_ones_embeddings(model: nn.Module) -> Any:
-    """Context manager: every embedding outputs ``1^T E`` (its table's column sums)."""
+    """Context manager: every embedding outputs ``(1/V) 1^T E`` (its table's mean row)."""
     return _hooked(model, _ones_signal)
 
 
