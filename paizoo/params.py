@@ -400,10 +400,10 @@ class Coverage:
         for kind, names in self.dense.items():
             shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             share = self.dense_counts[kind] / self.model_total
-            parts.append(f"{kind} ({len(names)} tensor(s), {share:.2%} of the model's parameters: "
-                         f"{shown}; prune with {hints[kind]})")
-        return (f"left dense by the current coverage ({self.fraction:.2%} of the model's "
-                f"parameters): " + "; ".join(parts))
+            parts.append(f"{kind} weights ({len(names)} tensor(s), {share:.2%}: {shown}; prune "
+                         f"them with {hints[kind]})")
+        return (f"the current coverage leaves {self.fraction:.2%} of the model's parameters "
+                "dense: " + "; ".join(parts))
 
 
 def coverage_of(model: nn.Module, selected: Iterable[str], exclude: Patterns = None) -> Coverage:

@@ -160,7 +160,8 @@ def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y)
 
 
-def _run(family: Family, pruner: str) -> tuple[nn.Module, paizoo.Mask, list[warnings.WarningMessage]]:
+def _run(family: Family, pruner: str
+         ) -> tuple[nn.Module, paizoo.Mask, list[warnings.WarningMessage]]:
     torch.manual_seed(0)
     model = family.build()
     x, y = family.data()
@@ -187,7 +188,7 @@ def test_pruner_on_family(family: Family, pruner: str) -> None:
     if family.dense_kinds:
         assert len(coverage) == 1
         for kind in family.dense_kinds:
-            assert f"{kind} (" in str(coverage[0].message)
+            assert f"{kind} weights (" in str(coverage[0].message)
         assert mask.coverage is not None and list(mask.coverage.dense) == list(family.dense_kinds)
     else:
         assert not coverage, [str(w.message) for w in coverage]

@@ -32,7 +32,8 @@ class SynFlow(Pruner):
     (``input_shape=`` is required). Token-input models (with ``nn.Embedding`` layers; then
     ``input_shape`` is the sequence shape, e.g. ``(T,)``) get the all-ones signal in each
     embedding's one-hot space, scaled by 1/V: every embedding outputs its mean absolute row
-    ``(1/V) 1^T |E|`` at every position (see :mod:`paizoo.pruners._tokens`). For a network without biases or normalisation, R is
+    ``(1/V) 1^T |E|`` at every position (see :mod:`paizoo.pruners._tokens`). For a network
+    without biases or normalisation, R is
     positively homogeneous of degree 1 in the weights of every layer, so by Euler's theorem the
     scores of each layer sum to R ("conservation of synaptic flow"); pruning iteratively with
     re-scoring lets the flow redistribute and avoids layer collapse. Defaults follow the paper:
