@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
 import paizoo
-from paizoo.params import parameter_table, prunable_parameters
+from paizoo.params import prunable_parameters
 from paizoo.pruners._tokens import all_ones_embeddings
 from paizoo.sparsity import kept_count
 
@@ -55,7 +55,7 @@ def test_cover_kinds_select_every_layer_and_direction() -> None:
     assert set(prunable_parameters(model, cover=["attention", "recurrent"])) == (
         default | attention | recurrent)
     assert set(prunable_parameters(model, cover="default")) == default
-    with pytest.raises(paizoo.CoverageError, match="unknown cover 'attn'.*attention"):
+    with pytest.raises(paizoo.CoverageError, match=r"unknown cover 'attn'.*attention"):
         prunable_parameters(model, cover="attn")
 
 
@@ -178,7 +178,7 @@ def test_parametrizations_that_do_not_keep_zeros_are_refused() -> None:
 
     with pytest.warns(FutureWarning, match="deprecated"):
         legacy = nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(4, 4)), nn.Linear(4, 2))
-    with pytest.raises(paizoo.CoverageError, match="legacy hook-based.*parametrizations"):
+    with pytest.raises(paizoo.CoverageError, match=r"legacy hook-based.*parametrizations"):
         paizoo.prune(legacy, "magnitude", sparsity=0.5)
 
     scaled = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
@@ -246,8 +246,8 @@ def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None
             return self.fc(x) + self.label(labels)[:, :2]
 
     for pruner in ("synflow", "ntksap"):
-        with pytest.raises(paizoo.UnsupportedLayerError, match="token ids of shape.*forward "
-                           "failed"):
+        with pytest.raises(paizoo.UnsupportedLayerError, match=r"token ids of shape.*forward "
+                           r"failed"):
             paizoo.prune(Conditioned(), pruner, sparsity=0.5, input_shape=(4,), rounds=1,
                          **({"draws": 1, "batch_size": 2} if pruner == "ntksap" else {}))
 

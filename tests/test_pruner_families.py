@@ -232,7 +232,7 @@ def test_tied_head_is_one_entry_masked_in_both_modules() -> None:
     F.embedding / F.linear with the masked values)."""
     torch.manual_seed(0)
     model = TiedLSTMLM()
-    with pytest.warns(paizoo.CoverageWarning, match=r"recurrent \(4 tensor"):
+    with pytest.warns(paizoo.CoverageWarning, match=r"recurrent weights \(4 tensor"):
         mask = paizoo.prune(model, "magnitude", sparsity=0.75)
     assert list(mask) == ["embed.weight"]  # the head's weight is the same tensor
     assert mask.num_total == VOCAB * EMBED
