@@ -23,6 +23,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 import torch.nn.utils.prune as torch_prune
 from torch import nn
+from torch.nn.utils.parametrizations import _WeightNorm
 
 from .errors import CoverageError
 from .masks import Mask
@@ -81,8 +82,6 @@ def _uses(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
 
 def _check_weight_norm_rows(module: nn.Module, attr: str, keep: torch.Tensor, name: str) -> None:
     """Refuse a mask on weight norm's ``v`` that empties a slice normalised as one (0 / 0)."""
-    from torch.nn.utils.parametrizations import _WeightNorm
-
     if not (isinstance(module, parametrize.ParametrizationList) and attr == "original1"
             and isinstance(module[0], _WeightNorm)):
         return
@@ -96,9 +95,10 @@ def _check_weight_norm_rows(module: nn.Module, attr: str, keep: torch.Tensor, na
     if empty:
         raise CoverageError(
             f"the mask keeps no weight in {empty} slice(s) of {name!r} along dim {dim}; weight "
-            "norm divides each slice by its norm, so these would compute 0/0 = NaN. Use "
-            "scope='layer' or a lower sparsity, exclude this weight, or remove the weight norm "
-            "(torch.nn.utils.parametrize.remove_parametrizations)")
+            "norm divides each slice by its norm, so these would compute 0/0 = NaN. Prune at a "
+            "lower sparsity, exclude this weight, or remove the weight norm first "
+            "(torch.nn.utils.parametrize.remove_parametrizations(module, 'weight') bakes "
+            "g v / ||v|| into a plain weight, which is then pruned like any other)")
 
 
 def remove_masks(model: nn.Module) -> nn.Module:
@@ -143,3 +143,33 @@ def _refresh_hooks_for_direct_weight_readers(model: nn.Module) -> None:
                     hook(sub, None)
 
         module._paizoo_refresh_handle = module.register_forward_pre_hook(refresh)
+
+
+class _ScoringWeightNorm(_WeightNorm):
+    """``w = g v / ||v||`` (norm over every dim but ``dim``; the whole tensor for ``dim=-1``),
+    with ``w = 0`` where ``v``'s slice is all zero instead of torch's 0/0 = NaN."""
+
+    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
+        if self.dim == -1:
+            norm = weight_v.norm()
+        else:
+            dims = [d for d in range(weight_v.dim()) if d != self.dim % weight_v.dim()]
+            norm = weight_v.norm(dim=dims, keepdim=True)
+        tiny = torch.finfo(norm.dtype).tiny
+        return weight_v * torch.where(norm > 0, weight_g / norm.clamp_min(tiny), 0.0)
+
+
+def scoring_safe_weight_norm(model: nn.Module) -> None:
+    """In a pruner's private working copy, let weight norm compute 0 for a fully pruned slice.
+
+    Scoring resets ``v`` to ``v_0 * mask`` every round; once a round's mask empties a whole
+    slice (an output unit of a weight-normed layer), torch's weight norm computes 0/0 = NaN and
+    every later score would be NaN. The pruned unit's limit is a zero weight, which is what
+    scoring then uses. The caller's model keeps torch's weight norm; :func:`apply_mask` refuses
+    such a mask there.
+    """
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            for i, p in enumerate(module):
+                if isinstance(p, _WeightNorm) and not isinstance(p, _ScoringWeightNorm):
+                    module[i] = _ScoringWeightNorm(p.dim)

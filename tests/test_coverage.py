@@ -3,6 +3,7 @@ weights, the coverage warning, and token-input models in the data-free pruners."
 
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import sys
@@ -267,3 +268,33 @@ def test_cli_cover_and_include(tmp_path) -> None:  # type: ignore[no-untyped-def
     table = narrowed.stdout.splitlines()
     rows = [line.split()[0] for line in table if line.startswith("fc")]
     assert rows == ["fc1.weight", "fc3.bias"]  # narrowed to fc1, extended to a named bias
+
+
+def test_scoring_copy_weight_norm_is_zero_on_an_empty_slice() -> None:
+    """In the pruner's working copy, weight norm of an all-zero slice is 0 (not NaN), equal to
+    torch's weight norm elsewhere, with finite gradients; the iterative pruners then reach
+    sparsities that empty whole rows, and apply refuses those masks on the real model."""
+    from paizoo.reparam import _ScoringWeightNorm
+
+    torch.manual_seed(0)
+    v = torch.randn(5, 4, dtype=torch.float64)
+    v[2] = 0
+    g = torch.rand(5, 1, dtype=torch.float64).requires_grad_(True)
+    v.requires_grad_(True)
+    w = _ScoringWeightNorm(0)(g, v)
+    rows = [0, 1, 3, 4]
+    assert torch.allclose(w[rows], torch._weight_norm(v[rows], g[rows], 0))
+    assert torch.equal(w[2], torch.zeros(4, dtype=torch.float64))
+    grads = torch.autograd.grad(w.pow(2).sum(), [g, v])
+    assert all(bool(torch.isfinite(t).all()) for t in grads)
+
+    model = _wn_mlp()
+    x, y = torch.randn(16, 64), torch.randint(4, (16,))
+    for pruner, options in (("synflow", {"rounds": 20}), ("force", {"rounds": 5})):
+        mask = paizoo.prune(model, pruner, sparsity=0.995, data=(x, y), input_shape=(64,),
+                            **options)
+        keep = mask["0.parametrizations.weight.original1"]
+        empty = int((~keep.any(1)).sum())
+        assert empty > 0 and mask.num_kept == kept_count(0.005, mask.num_total)
+        with pytest.raises(paizoo.CoverageError, match=rf"no weight in {empty} slice"):
+            mask.apply(copy.deepcopy(model))

@@ -28,7 +28,7 @@ from ..batches import Batch, as_batches
 from ..errors import MissingDataError, SparsityError
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
-from ..reparam import remove_masks
+from ..reparam import remove_masks, scoring_safe_weight_norm
 from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
 
 Scope = Literal["global", "layer"]
@@ -167,6 +167,7 @@ class Pruner(ABC):
         original = prunable_parameters(model, include, exclude, cover)
         start = self._existing_mask(model, original)
         work = _working_copy(model)
+        scoring_safe_weight_norm(work)
         if start is not None:
             remove_masks(work)
         params = prunable_parameters(work, include, exclude, cover)
