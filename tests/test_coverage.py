@@ -298,3 +298,44 @@ def test_scoring_copy_weight_norm_is_zero_on_an_empty_slice() -> None:
         assert empty > 0 and mask.num_kept == kept_count(0.005, mask.num_total)
         with pytest.raises(paizoo.CoverageError, match=rf"no weight in {empty} slice"):
             mask.apply(copy.deepcopy(model))
+
+
+class _CrossAttention(nn.Module):
+    """Separate q/k/v projections (kdim, vdim != embed_dim) and a raw positional parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 3, 8))
+        self.attn = nn.MultiheadAttention(8, 2, kdim=6, vdim=5, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        k, v = q[..., :6], q[..., 3:]
+        return self.fc(self.attn(q + self.pos, k, v, need_weights=False)[0].mean(1))
+
+
+def test_separate_projections_and_an_included_raw_parameter_train_masked() -> None:
+    torch.manual_seed(0)
+    model = _CrossAttention()
+    mask = paizoo.prune(model, "random", sparsity=0.5, cover="attention",
+                        include=["*.weight", "*_proj_weight", "pos"], apply=True)
+    assert list(mask) == ["pos", "attn.q_proj_weight", "attn.k_proj_weight",
+                          "attn.v_proj_weight", "attn.out_proj.weight", "fc.weight"]
+    x = torch.randn(4, 3, 8)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    out = model(x)
+    plain = _CrossAttention()
+    state = model.state_dict()
+    plain.load_state_dict({k[: -len("_orig")]: v * state[k[: -len("_orig")] + "_mask"]
+                           for k, v in state.items() if k.endswith("_orig")}
+                          | {k: v for k, v in state.items()
+                             if not k.endswith(("_orig", "_mask"))})
+    assert torch.allclose(out, plain(x), atol=1e-6)
+    for name, keep in mask.items():
+        path, _, attr = name.rpartition(".")
+        tensor = getattr(model.get_submodule(path) if path else model, attr)
+        assert bool((tensor.detach()[~keep] == 0).all()), name
