@@ -53,6 +53,8 @@ where that keeps the mask exact on the weight the module computes:
   any other (e.g. ``orthogonal``), and the legacy hook-based ``torch.nn.utils.weight_norm`` and
   ``spectral_norm``, raise :class:`~paizoo.errors.CoverageError` when selected, naming the
   parameter and the fixes (exclude it, or remove the parametrization). Never silently skipped.
+  So do timm's weight-standardised convolutions (``StdConv2d``, ``ScaledStdConv2d``), whose
+  forward computes ``(w - mean) / std`` and would turn pruned zeros into non-zeros.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ _ATTENTION_ATTRS = frozenset({"in_proj_weight", "q_proj_weight", "k_proj_weight"
                               "v_proj_weight"})
 _RECURRENT_PREFIXES = ("weight_ih_l", "weight_hh_l", "weight_hr_l")
 _GLOB_CHARS = frozenset("*?[")
+#: modules that transform their ``weight`` in ``forward`` in a way that does not keep zeros
+#: (timm's weight-standardised convolutions: ``(w - mean) / std`` per output channel)
+_ZERO_BREAKING_MODULES = frozenset({"StdConv2d", "StdConv2dSame", "ScaledStdConv2d",
+                                    "ScaledStdConv2dSame"})
 
 
 @dataclass
@@ -225,6 +231,17 @@ def _legacy_refusal(module: nn.Module, attr: str, where: str) -> tuple[str | Non
     return None, attr
 
 
+def _forward_refusal(module: nn.Module, attr: str, where: str) -> str | None:
+    """Why a module's own forward makes a mask on ``attr`` inexact, or ``None``."""
+    names = {c.__name__ for c in type(module).__mro__}
+    if attr == "weight" and names & _ZERO_BREAKING_MODULES:
+        return (f"{where} belongs to a {type(module).__name__}, which standardises its weight "
+                "in forward ((w - mean) / std per output channel), so the pruned entries would "
+                f"not be zero in what it computes; exclude it (exclude='{where}') to leave it "
+                "dense")
+    return None
+
+
 def parameter_table(model: nn.Module) -> dict[str, ParamInfo]:
     """Every distinct parameter tensor of ``model``, by key, in ``named_parameters()`` order."""
     by_id: dict[int, ParamInfo] = {}
@@ -247,6 +264,7 @@ def parameter_table(model: nn.Module) -> dict[str, ParamInfo]:
                 layer = layer_path
             else:
                 refusal, computed = _legacy_refusal(module, attr_name, name)
+                refusal = refusal or _forward_refusal(module, attr_name, name)
                 logical, kind, layer = name, _kind_of(module, computed), module_name
                 auxiliary = False
             info = by_id.get(id(p))

@@ -339,3 +339,22 @@ def test_separate_projections_and_an_included_raw_parameter_train_masked() -> No
         path, _, attr = name.rpartition(".")
         tensor = getattr(model.get_submodule(path) if path else model, attr)
         assert bool((tensor.detach()[~keep] == 0).all()), name
+
+
+def test_weight_standardised_convolutions_are_refused() -> None:
+    """timm's StdConv2d computes (w - mean) / std in forward: a mask on w is not exact."""
+    std_conv = pytest.importorskip("timm.layers.std_conv")
+    conv = std_conv.StdConv2d(3, 4, 3)
+    with torch.no_grad():  # the forward turns a zeroed entry into a non-zero one
+        w = conv.weight.clone()
+        conv.weight[0, 0, 0, 0] = 0
+        effective = F.batch_norm(conv.weight.reshape(1, 4, -1), None, None, training=True,
+                                 eps=conv.eps).reshape_as(w)
+    assert effective[0, 0, 0, 0] != 0
+    model = nn.Sequential(conv, nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    with pytest.raises(paizoo.CoverageError, match=r"0\.weight belongs to a StdConv2d.*"
+                       r"exclude='0\.weight'"):
+        paizoo.prune(model, "magnitude", sparsity=0.5)
+    assert list(paizoo.prune(model, "magnitude", sparsity=0.5, exclude="0.weight")) == [
+        "2.weight"]
