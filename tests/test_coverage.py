@@ -358,3 +358,27 @@ def test_weight_standardised_convolutions_are_refused() -> None:
         paizoo.prune(model, "magnitude", sparsity=0.5)
     assert list(paizoo.prune(model, "magnitude", sparsity=0.5, exclude="0.weight")) == [
         "2.weight"]
+
+
+def test_token_placeholder_avoids_the_padding_index() -> None:
+    """A model that masks its padding positions (tokens == padding_idx) would mask every
+    position if fed padding ids, and attention over no key is NaN."""
+
+    class Padded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(12, 8, padding_idx=0)
+            layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            h = self.encoder(self.embed(tokens), src_key_padding_mask=tokens == 0)
+            return self.head(h.mean(1))
+
+    torch.manual_seed(0)
+    for pruner, options in (("synflow", {"rounds": 2}),
+                            ("ntksap", {"rounds": 1, "draws": 1, "batch_size": 4})):
+        with pytest.warns(paizoo.CoverageWarning, match="attention weights"):
+            mask = paizoo.prune(Padded(), pruner, sparsity=0.5, input_shape=(5,), **options)
+        assert mask.num_kept == kept_count(0.5, mask.num_total)

@@ -22,7 +22,8 @@ signal in that one-hot space:
   NTK-SAP's ``x ~ N(0, I)``), drawn once per draw and embedding and shared by the clean and the
   perturbed evaluation. Embedding rows no draw reads get score 0.
 
-The model itself receives placeholder token ids (zeros, ``int64``) of ``(batch, *input_shape)``;
+The model itself receives placeholder token ids (``int64``, one id that is not a padding index)
+of shape ``(batch, *input_shape)``;
 every embedding's output is replaced by a forward hook, so positional embeddings read the same
 synthetic signal (all ones / random positions) as token embeddings. A model whose forward does
 not accept such a tensor (e.g. an embedding that is not fed by the model input and a float
@@ -49,10 +50,15 @@ def embedding_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, EMBEDDING_TYPES)]
 
 
-def token_placeholder(batch: int, input_shape: tuple[int, ...], device: torch.device
-                      ) -> torch.Tensor:
-    """Token ids (zeros, ``int64``) of shape ``(batch, *input_shape)``."""
-    return torch.zeros((batch, *input_shape), dtype=torch.long, device=device)
+def token_placeholder(model: nn.Module, batch: int, input_shape: tuple[int, ...],
+                      device: torch.device) -> torch.Tensor:
+    """Token ids of shape ``(batch, *input_shape)`` (``int64``), all equal to the smallest id
+    that is no embedding's ``padding_idx`` (so a model that masks its padding positions does
+    not mask every position)."""
+    padding = {m.padding_idx for m in model.modules()
+               if isinstance(m, EMBEDDING_TYPES) and m.padding_idx is not None}
+    token = next(i for i in range(len(padding) + 1) if i not in padding)
+    return torch.full((batch, *input_shape), token, dtype=torch.long, device=device)
 
 
 @contextmanager
@@ -132,7 +138,7 @@ def ones_forward(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dt
     names = embedding_names(model)
     if not names:
         return model(torch.ones((1, *input_shape), dtype=dtype, device=device))
-    tokens = token_placeholder(1, input_shape, device)
+    tokens = token_placeholder(model, 1, input_shape, device)
     with all_ones_embeddings(model):
         return call_token_model(pruner, model, names, lambda: model(tokens), tuple(tokens.shape))
 

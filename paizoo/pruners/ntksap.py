@@ -138,7 +138,7 @@ class NTKSAPPruner(Pruner):
                 weights = self._draw_weights(ctx, scratch)
                 if isinstance(tokens, RandomTokens):
                     tokens.redraw()
-                    x = token_placeholder(self.batch_size, ctx.input_shape, ctx.device)
+                    x = token_placeholder(scratch, self.batch_size, ctx.input_shape, ctx.device)
                 else:
                     x = torch.randn((self.batch_size, *ctx.input_shape), generator=ctx.generator,
                                     dtype=dtype).to(ctx.device)
