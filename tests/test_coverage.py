@@ -387,3 +387,20 @@ def test_token_placeholder_avoids_the_padding_index() -> None:
         assert [w.category for w in caught] == [paizoo.CoverageWarning], [
             str(w.message) for w in caught]
         assert mask.num_kept == kept_count(0.5, mask.num_total)
+
+
+def test_leaderboard_pruner_config_passes_cover_to_prune() -> None:
+    """A leaderboard/train pruner ``config`` goes to ``paizoo.prune`` as keywords, so
+    ``{cover: recurrent}`` in a grid's pruner entry prunes the recurrent weights."""
+    from types import SimpleNamespace
+
+    from paizoo.results import RunSpec
+    from paizoo.training import TrainConfig
+    from paizoo.training.experiment import prune_for
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LSTM(4, 6, batch_first=True))
+    spec = RunSpec(dataset="synthetic", model="lstm", pruner="random", sparsity=0.5, seed=0,
+                   train=TrainConfig(), pruner_config={"cover": "recurrent"})
+    mask, _ = prune_for(spec, model, SimpleNamespace(info=SimpleNamespace(input_shape=(3, 4))))
+    assert list(mask) == ["0.weight_ih_l0", "0.weight_hh_l0"]
