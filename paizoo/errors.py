@@ -39,6 +39,11 @@ class NoPrunableParametersError(PaizooError, ValueError):
     """The model (after include/exclude filters) has no prunable parameter."""
 
 
+class CoverageError(PaizooError, ValueError):
+    """A parameter cannot be pruned as asked: an unknown ``cover=`` kind, or a parametrized
+    weight whose mask would not be exact on the weight the module computes."""
+
+
 class ScoreError(PaizooError, ValueError):
     """A pruner produced unusable scores (NaN, wrong shape, missing layers)."""
 

@@ -19,11 +19,16 @@ import torch
 from torch import nn
 
 from .errors import MaskMismatchError
-from .params import Patterns, prunable_parameters
+from .params import Cover, Coverage, Patterns, parameter_table, prunable_parameters
 
 
 class LayerCollapseWarning(UserWarning):
     """Some layers of a mask keep no weight at all, which disconnects the network."""
+
+
+class CoverageWarning(UserWarning):
+    """The model has parameters (attention, recurrent, embedding or other weights) that the
+    current coverage leaves dense; the message says which and what share of the model."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,9 @@ class Mask(Mapping[str, torch.Tensor]):
         mask.apply(model)         # torch.nn.utils.prune convention: weight_orig + weight_mask
     """
 
-    __slots__ = ("_tensors",)
+    __slots__ = ("_coverage", "_tensors")
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor]):
+    def __init__(self, tensors: Mapping[str, torch.Tensor], coverage: Coverage | None = None):
         converted: dict[str, torch.Tensor] = {}
         for name, t in tensors.items():
             if not isinstance(t, torch.Tensor):
@@ -68,24 +73,41 @@ class Mask(Mapping[str, torch.Tensor]):
                 t = t != 0
             converted[name] = t.detach()
         self._tensors = converted
+        self._coverage = coverage
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """The model's parameters this mask leaves dense although they could be pruned
+        (attention, recurrent, embedding, other weights), when known (masks made by a pruner)."""
+        return self._coverage
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def ones(cls, model: nn.Module, include: Patterns = None, exclude: Patterns = None) -> Mask:
+    def ones(cls, model: nn.Module, include: Patterns = None, exclude: Patterns = None,
+             cover: Cover = None) -> Mask:
         """The dense mask (all kept) over the prunable parameters of ``model``."""
-        params = prunable_parameters(model, include, exclude)
+        params = prunable_parameters(model, include, exclude, cover)
         return cls({n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()})
 
     @classmethod
     def from_model(cls, model: nn.Module) -> Mask:
-        """Read the ``weight_mask`` buffers of a model masked by :meth:`apply` or torch prune."""
+        """Read the ``weight_mask`` buffers of a model masked by :meth:`apply` or torch prune.
+
+        A tied parameter (masked in every module that uses it) gives one entry, under the name
+        of its first use.
+        """
         tensors = {}
-        for module_name, module in model.named_modules():
+        seen: set[int] = set()
+        for module_name, module in model.named_modules(remove_duplicate=False):
             for buffer_name, buf in module.named_buffers(recurse=False):
                 param = buffer_name[: -len("_mask")]
                 # only pruning masks: ``x_mask`` next to a parameter ``x_orig`` (not, e.g., the
                 # ``attn_mask`` buffers of Swin-style attention)
                 if buffer_name.endswith("_mask") and f"{param}_orig" in module._parameters:
+                    orig = module._parameters[f"{param}_orig"]
+                    if id(orig) in seen:
+                        continue
+                    seen.add(id(orig))
                     full = f"{module_name}.{param}" if module_name else param
                     tensors[full] = buf != 0
         if not tensors:
@@ -158,8 +180,15 @@ class Mask(Mapping[str, torch.Tensor]):
                 f"layer collapse: {len(collapsed)} layer(s) keep no weight and disconnect the "
                 f"network: {', '.join(collapsed)}", LayerCollapseWarning, stacklevel=stacklevel + 1)
 
+    def warn_if_uncovered(self, stacklevel: int = 2) -> None:
+        """Warn (:class:`CoverageWarning`) when the model has weights this mask leaves dense."""
+        summary = self._coverage.summary() if self._coverage is not None else ""
+        if summary:
+            warnings.warn(summary, CoverageWarning, stacklevel=stacklevel + 1)
+
     def report(self) -> str:
-        """A plain-text table of per-layer and global density, flagging collapsed layers."""
+        """A plain-text table of per-layer and global density, flagging collapsed layers and
+        naming the model's weights the mask leaves dense (see :attr:`coverage`)."""
         rows = self.layers()
         width = max([len("layer"), *(len(r.name) for r in rows)])
         lines = [f"{'layer':<{width}}  {'shape':<20} {'kept':>12} {'total':>12} {'density':>9}"]
@@ -174,6 +203,9 @@ class Mask(Mapping[str, torch.Tensor]):
         collapsed = self.collapsed_layers()
         if collapsed:
             lines.append(f"layer collapse in {len(collapsed)} layer(s): {', '.join(collapsed)}")
+        summary = self._coverage.summary() if self._coverage is not None else ""
+        if summary:
+            lines.append(summary)
         return "\n".join(lines)
 
     # ---- comparisons ------------------------------------------------------------------------
@@ -196,22 +228,27 @@ class Mask(Mapping[str, torch.Tensor]):
 
     def __and__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] & other[n].bool() for n in self})
+        return Mask({n: self[n] & other[n].bool() for n in self}, self._coverage)
 
     def __or__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] | other[n].bool() for n in self})
+        return Mask({n: self[n] | other[n].bool() for n in self}, self._coverage)
 
     def to(self, device: torch.device | str) -> Mask:
-        return Mask({n: t.to(device) for n, t in self._tensors.items()})
+        return Mask({n: t.to(device) for n, t in self._tensors.items()}, self._coverage)
 
     def cpu(self) -> Mask:
         return self.to("cpu")
 
     # ---- model compatibility ----------------------------------------------------------------
     def check_compatible(self, model: nn.Module) -> None:
-        """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``."""
-        params = {**dict(model.named_parameters()), **_logical_weights(model)}
+        """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``.
+
+        Names are those of ``named_parameters()`` (``x`` for a masked ``x_orig``), and for a tied
+        parameter the name of any of its uses.
+        """
+        params = {n: info.param for info in parameter_table(model).values()
+                  for n in (info.name, *info.aliases)}
         problems = []
         for name, t in self._tensors.items():
             if name not in params:
@@ -242,7 +279,8 @@ class Mask(Mapping[str, torch.Tensor]):
 
         path = Path(path)
         meta = {"format": "paizoo-mask", "version": "1",
-                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True)}
+                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True),
+                "names": json.dumps(list(self._tensors))}  # safetensors sorts the keys
         tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -262,6 +300,9 @@ class Mask(Mapping[str, torch.Tensor]):
         with safe_open(str(path), framework="pt") as f:
             for name in f.keys():
                 tensors[name] = f.get_tensor(name)
+            order = json.loads((f.metadata() or {}).get("names", "[]"))
+        if sorted(order) == sorted(tensors):  # the mask's own order (files since names were kept)
+            tensors = {n: tensors[n] for n in order}
         mask = cls(tensors)
         if model is not None:
             mask.check_compatible(model)
@@ -275,15 +316,6 @@ class Mask(Mapping[str, torch.Tensor]):
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return json.loads(meta.get("paizoo", "{}"))
-
-
-def _logical_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``x.weight`` -> ``x.weight_orig`` for modules whose masks are applied."""
-    out = {}
-    for name, p in model.named_parameters():
-        if name.endswith("_orig"):
-            out[name[: -len("_orig")]] = p
-    return out
 
 
 def compression_of(density: float) -> float:

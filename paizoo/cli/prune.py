@@ -33,7 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--option", "-o", action="append", metavar="KEY=VALUE",
                    help="pruner option, e.g. -o rounds=10 -o distribution=erk (repeatable)")
-    p.add_argument("--exclude", action="append", help="glob of parameter names to keep dense")
+    p.add_argument("--cover", action="append", metavar="KIND",
+                   help="also prune these weights besides Conv/Linear: attention, recurrent, "
+                        "embedding or all (repeatable; default: Conv/Linear only)")
+    p.add_argument("--include", action="append",
+                   help="glob of parameter names to prune: narrows the covered weights to the "
+                        "matching ones and may add any other parameter (repeatable)")
+    p.add_argument("--exclude", action="append",
+                   help="glob of parameter names to keep dense; wins over --include/--cover")
     p.add_argument("--out", default=None, help="write the mask to this .safetensors file")
     p.set_defaults(func=cmd_prune)
 
@@ -91,7 +98,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     mask = prune(model, args.pruner, sparsity=args.sparsity, density=args.density,
                  compression=args.compression, data=data, input_shape=input_shape,
-                 seed=args.seed, exclude=args.exclude, **config)
+                 seed=args.seed, include=args.include, exclude=args.exclude, cover=args.cover,
+                 **config)
     elapsed = time.perf_counter() - start
     print(mask.report())
     print(f"{args.pruner} on {args.model} ({'x'.join(map(str, input_shape))}): "

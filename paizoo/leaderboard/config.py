@@ -20,8 +20,9 @@ Keys: ``name`` (default: the file name), ``description``, ``dataset``, ``fallbac
 that apply on the fallback, e.g. more epochs for a tiny dataset), ``data_root``, ``store``
 (default ``runs/paizoo.db``), ``models`` (each ``name``, optional ``label``, ``config`` = model
 keyword arguments, ``train`` = overrides of the training config for this model), ``pruners``
-(each ``name``, optional ``label``, ``config`` = pruner options and ``models`` = the model names
-or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
+(each ``name``, optional ``label``, ``config`` = pruner options, which may include the
+:func:`paizoo.prune` keywords ``cover``, ``include`` and ``exclude``, and ``models`` = the model
+names or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
 ``sparsities`` (in (0, 1)),
 ``seeds``, ``dense`` (add the unpruned baseline, default true), ``train``
 (:class:`~paizoo.training.TrainConfig`), ``pruning_data``

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from ..batches import Batch, as_batches
 from ..errors import MissingDataError, SparsityError
 from ..masks import Mask
-from ..params import Patterns, prunable_parameters
-from ..reparam import remove_masks
+from ..params import Cover, Patterns, coverage_of, prunable_parameters
+from ..reparam import remove_masks, scoring_safe_weight_norm
 from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
 
 Scope = Literal["global", "layer"]
@@ -146,8 +146,14 @@ class Pruner(ABC):
         exclude: Patterns = None,
         loss_fn: LossFn | None = None,
         progress: bool | None = None,
+        cover: Cover = None,
     ) -> Mask:
-        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged."""
+        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged.
+
+        ``include``/``exclude``/``cover`` choose the prunable parameters (see
+        :mod:`paizoo.params`); a :class:`~paizoo.masks.CoverageWarning` names the weights of
+        the model they leave dense (also in ``mask.report()``).
+        """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
         batches = self._check_data(data)
@@ -158,12 +164,13 @@ class Pruner(ABC):
                 f"pruner {self.name!r} needs input_shape= (one sample's shape without the batch "
                 "dimension, e.g. (3, 32, 32)) or data to read it from")
 
-        original = prunable_parameters(model, include, exclude)
+        original = prunable_parameters(model, include, exclude, cover)
         start = self._existing_mask(model, original)
         work = _working_copy(model)
+        scoring_safe_weight_norm(work)
         if start is not None:
             remove_masks(work)
-        params = prunable_parameters(work, include, exclude)
+        params = prunable_parameters(work, include, exclude, cover)
         for p in work.parameters():
             p.requires_grad_(False)
         for p in params.values():
@@ -225,8 +232,10 @@ class Pruner(ABC):
                     eligible = start  # the model had already pruned before pruning started
                 budget = self.budgets(shapes, round_density)
                 mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
-        mask = Mask({n: t.to(original[n].device) for n, t in mask.items()})
+        mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
+                    coverage_of(model, mask, exclude))
         mask.warn_if_collapsed(stacklevel=3)
+        mask.warn_if_uncovered(stacklevel=3)
         return mask
 
     def _check_data(self, data: object) -> list[Batch] | None:

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..params import layer_of
 from ..sparsity import kept_count
 from ._layer_densities import Distribution, check_distribution, layer_budgets
 from .base import PruneContext, Pruner, Scope
@@ -235,6 +236,5 @@ class ExpanderPruner(Pruner):
 
 
 def _groups(model: nn.Module, name: str) -> int:
-    module_name = name.rpartition(".")[0]
-    module = model.get_submodule(module_name) if module_name else model
+    module = layer_of(model, name)
     return int(getattr(module, "groups", 1)) if isinstance(module, nn.modules.conv._ConvNd) else 1
