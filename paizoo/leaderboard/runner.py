@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DatasetNotFoundError
 from ..results.record import RunRecord, RunSpec
-from ..results.store import ResultStore
+from ..results.store import BaseStore
 from ..training.experiment import ExperimentData, load_experiment_data, run_experiment
 from ..training.logs import WandbOptions
 from ..training.loop import select_device
@@ -88,7 +88,7 @@ def resolve_dataset(config: LeaderboardConfig, *, notice: Callable[[str], None] 
                                     augment=config.train.augment, device=device)
 
 
-def dataset_in_store(config: LeaderboardConfig, store: ResultStore) -> str:
+def dataset_in_store(config: LeaderboardConfig, store: BaseStore) -> str:
     """The dataset whose results a render should show: the main one if the store has any of its
     runs for this grid, else the fallback if it has, else the main one."""
     candidates = [config.dataset] + ([config.fallback_dataset] if config.fallback_dataset else [])
@@ -99,7 +99,7 @@ def dataset_in_store(config: LeaderboardConfig, store: ResultStore) -> str:
     return config.dataset
 
 
-def grid_status(config: LeaderboardConfig, store: ResultStore, dataset: str | None = None
+def grid_status(config: LeaderboardConfig, store: BaseStore, dataset: str | None = None
                 ) -> GridStatus:
     """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`)."""
     dataset = dataset or dataset_in_store(config, store)
@@ -112,7 +112,7 @@ def grid_status(config: LeaderboardConfig, store: ResultStore, dataset: str | No
 
 def run_leaderboard(
     config: LeaderboardConfig,
-    store: ResultStore,
+    store: BaseStore,
     *,
     limit: int | None = None,
     shard: tuple[int, int] | None = None,
@@ -154,7 +154,8 @@ def run_leaderboard(
     report = RunReport(dataset=data.name, total=len(indexed), already_done=len(present))
     masks_dir, logs_dir = store.masks_dir, store.logs_dir
     say(f"{config.name}: {len(indexed)} runs on {data.name}, {len(present)} already in "
-        f"{store.path}, {len(todo)} to run" + (f" (limit {limit})" if limit is not None else ""))
+        f"{store.location}, {len(todo)} to run"
+        + (f" (limit {limit})" if limit is not None else ""))
     bar = tqdm(todo, desc=config.name, unit="run", disable=None if progress is None
                else not progress)
     for position, spec in bar:
