@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..leaderboard.config import LeaderboardConfig
+from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
 from ..results.store import BaseStore, is_url, open_store
 
 
@@ -30,8 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder holding the dataset's files (overrides the config's data_root)")
     r.add_argument("--limit", type=int, default=None, help="run at most N new runs, then stop")
     r.add_argument("--shard", default=None, metavar="I/N",
-                   help="run only the runs at positions I mod N (start N processes on one "
-                        "store to use N cores)")
+                   help="run only the runs at positions I mod N (optional: runners started "
+                        "on one store claim runs, so they share a grid without it)")
+    r.add_argument("--lease-ttl", type=float, default=DEFAULT_LEASE_TTL_S, metavar="SECONDS",
+                   help="each run is claimed in the store before training, so several "
+                        "runners (any machines, one store) share the grid; a killed runner's "
+                        "claims expire after this long (default: %(default)g)")
     r.add_argument("--keep-going", action="store_true",
                    help="log failed runs and continue (they leave no row)")
     r.add_argument("--threads", type=int, default=None,
@@ -102,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             config, store, limit=args.limit, shard=parse_shard(args.shard),
             keep_going=args.keep_going, mask_mode=args.mask_mode,
             progress=False if args.quiet else None,
+            lease_ttl_s=args.lease_ttl,
             wandb=WandbOptions(project=args.wandb_project, group=config.name)
             if args.wandb else None)
     except KeyboardInterrupt:
@@ -148,9 +154,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "
           f"(store {store.location})")
+    leases = store.leases()
+    running = [s for s in status.missing if s.key in leases and leases[s.key][1] > 0]
+    if running:
+        print(f"{len(running)} of the missing runs are being trained now (leased)")
     if args.missing:
         for spec in status.missing:
             model, pruner = config.label_of(spec)
-            print(f"  missing: {model} | {pruner} | s={spec.sparsity:g} | seed {spec.seed}")
+            held = (f"  [leased by {leases[spec.key][0]} for {leases[spec.key][1]:.0f} s]"
+                    if spec in running else "")
+            print(f"  missing: {model} | {pruner} | s={spec.sparsity:g} | seed {spec.seed}"
+                  + held)
     store.close()
     return 0
