@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import yaml
 from test_store import _env, _record
+from test_store_leases import _hold_lock
 
 from paizoo.leaderboard import grid_status, load_config, parse_config, run_leaderboard
 from paizoo.results import open_store
@@ -145,3 +146,33 @@ def test_runner_checks_the_store_and_imports_pending_runs_first(store_url, tmp_p
     assert done.run_key not in calls and report.already_done == 1
     assert len(calls) == len(store) - 1 == config.num_runs - 1
     assert not store.pending_file.exists()
+
+
+def test_a_run_finished_while_the_store_is_locked_is_kept_and_imported_once(store_url, tmp_path):
+    config = parse_config(yaml.safe_load(_grid(tmp_path, store_url).read_text()),
+                          path=tmp_path / "g.yaml")
+    store = open_store(store_url, timeout=0.2)
+    calls: list[str] = []
+    fake = _fake_run(calls)
+    blockers = []
+
+    def run_then_lock(spec, data, **kw):  # another process takes the write lock meanwhile
+        blockers.append(_hold_lock(store_url))
+        return fake(spec, data, **kw)
+
+    messages: list[str] = []
+    data = SimpleNamespace(name="digits")
+    report = run_leaderboard(config, store, data=data, run_fn=run_then_lock, progress=False,
+                             echo=messages.append, limit=1, retry_s=0.5)
+    blockers[0].close()
+    assert len(report.ran) == 1 and len(store) == 0
+    assert any(f"is kept in {store.pending_file}" in m for m in messages)
+    again = open_store(store_url)
+    messages.clear()
+    report = run_leaderboard(config, again, data=data, run_fn=fake, progress=False,
+                             echo=messages.append)
+    assert messages[0].startswith("imported 1 finished run(s)")
+    assert report.already_done == 1 and len(report.ran) == config.num_runs - 1
+    assert sorted(calls) == sorted(s.key for s in config.specs())  # nothing trained twice
+    assert again.keys() == {s.key for s in config.specs()} and len(again) == config.num_runs
+    assert again.import_pending() == (0, 0)

@@ -227,14 +227,14 @@ def test_a_read_only_store_is_found_before_any_work():
 
 
 def _hold_lock(store_url: str):
-    """A second connection holding the store's write lock (SQLite) or an exclusive lock on
-    ``runs`` (PostgreSQL) until ``.close()``."""
+    """A second connection holding the store's write lock (SQLite) or a lock on ``runs`` that
+    stops writes but not reads (PostgreSQL) until ``.close()``."""
     if store_url.startswith("postgresql://"):
         import psycopg
 
         conn = psycopg.connect(store_url, autocommit=True)
         conn.execute("BEGIN")
-        conn.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+        conn.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
         return conn
     conn = sqlite3.connect(store_url, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
