@@ -316,3 +316,18 @@ def test_a_version_1_sqlite_store_is_upgraded_in_place(tmp_path):
     store = open_store(path)
     assert store.schema_version == SCHEMA_VERSION and store.records() == [rec]
     assert store.claim("k", "a", 60)
+
+
+def test_a_pending_record_the_store_refuses_is_set_aside_with_a_warning(store_url):
+    store = open_store(store_url)
+    good, bad = _record(_spec(seed=1)), _record(_spec(seed=2))
+    bad.final_test_acc = None  # type: ignore[assignment] - NOT NULL
+    store.pending_file.parent.mkdir(parents=True, exist_ok=True)
+    store.pending_file.write_text(json.dumps(bad.to_row()) + "\n" + json.dumps(good.to_row())
+                                  + "\n")
+    with pytest.warns(RuntimeWarning, match=f"pending run {bad.run_key} was refused"):
+        assert store.import_pending() == (1, 0)
+    assert store.keys() == {good.run_key} and not store.pending_file.exists()
+    (kept,) = [json.loads(x) for x in store.rejected_file.read_text().splitlines()]
+    assert kept["record"]["run_key"] == bad.run_key and "final_test_acc" in kept["error"]
+    assert store.import_pending() == (0, 0)  # set aside, not retried at every start

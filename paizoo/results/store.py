@@ -33,6 +33,7 @@ import os
 import re
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -413,8 +414,18 @@ class BaseStore:
                 time.sleep(wait)
                 wait = min(wait * 2, 30.0)
                 self._reconnect_if_broken()
+            except StoreError as exc:  # not transient (e.g. disk full): keep it, then say so
+                _append_jsonl(self.pending_file, record.to_row())
+                raise StoreError(f"{exc}; the finished run {record.run_key} is kept in "
+                                 f"{self.pending_file} for the next run to import") from exc
         _append_jsonl(self.pending_file, record.to_row())
         return "pending"
+
+    @property
+    def rejected_file(self) -> Path:
+        """Pending records the store refused (not transiently) on import, kept for a human."""
+        return self.pending_file.with_name(
+            self.pending_file.name.removesuffix(".jsonl") + ".rejected.jsonl")
 
     def _reconnect_if_broken(self) -> None:
         """Reconnect after a lost connection (PostgreSQL); SQLite connections do not break."""
@@ -441,10 +452,19 @@ class BaseStore:
                     record = RunRecord.from_row(json.loads(line))
                 except (ValueError, TypeError, KeyError):  # a line cut by a crash mid-write
                     continue
-                if self.add(record):
-                    added += 1
-                else:
-                    present += 1
+                try:
+                    if self.add(record):
+                        added += 1
+                    else:
+                        present += 1
+                except StoreUnavailableError:
+                    raise  # the taken file is imported by a later run
+                except StoreError as exc:
+                    _append_jsonl(self.rejected_file, {"error": str(exc),
+                                                       "record": record.to_row()})
+                    warnings.warn(f"pending run {record.run_key} was refused by "
+                                  f"{self.location} ({exc}); kept in {self.rejected_file}",
+                                  RuntimeWarning, stacklevel=2)
             taken.unlink()
         return added, present
 
