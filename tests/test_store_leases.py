@@ -213,6 +213,18 @@ def test_a_read_only_store_is_found_before_any_work():
                 print("StoreError:", exc)
             else:
                 print("writable")
+            from types import SimpleNamespace
+            from paizoo.leaderboard import parse_config, run_leaderboard
+            config = parse_config({{"name": "g", "dataset": "digits", "store": {str(path)!r},
+                                   "models": [{{"name": "lenet_300_100"}}],
+                                   "pruners": [{{"name": "random"}}], "sparsities": [0.5],
+                                   "seeds": [0], "train": {{"epochs": 1}}}})
+            calls = []
+            try:
+                run_leaderboard(config, store, data=SimpleNamespace(name="digits"),
+                                run_fn=lambda *a, **k: calls.append(a), progress=False)
+            except StoreError:
+                print("runner refused before", len(calls), "runs")
         """)
         user = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if (
             os.geteuid() == 0) else []  # root writes anything: check as an ordinary user
@@ -220,7 +232,14 @@ def test_a_read_only_store_is_found_before_any_work():
                                 text=True, timeout=120, env=_env())
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("StoreError:"), result.stdout
-        assert "read-only" in result.stdout or "readonly" in result.stdout
+        assert "is read-only" in result.stdout and "runner refused before 0 runs" in result.stdout
+        train = subprocess.run(  # the CLI: one line, before loading data or training
+            [*user, sys.executable, "-m", "paizoo", "train", "--model", "lenet_300_100",
+             "--dataset", "digits", "--pruner", "magnitude", "--sparsity", "0.5", "--store",
+             str(path)], capture_output=True, text=True, timeout=120, env=_env())
+        assert train.returncode == 2 and "Traceback" not in train.stderr
+        assert train.stderr.startswith("paizoo: error: the results database") and (
+            "is read-only" in train.stderr) and train.stdout == ""
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
