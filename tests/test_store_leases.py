@@ -285,13 +285,21 @@ def test_a_record_that_cannot_be_written_goes_to_pending_and_is_imported_once(st
     assert nxt.add_reliably(rec) == "present" and len(nxt) == 1
 
 
-def test_add_reliably_reconnects_after_a_lost_connection(postgres_url):
+def test_a_lost_postgres_connection_is_replaced(postgres_url):
     import psycopg
 
     store = open_store(postgres_url)
-    pid = store.connection().info.backend_pid
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    def drop_connection() -> None:  # as when the server restarts or a proxy cuts it
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)",
+                          (store.connection().info.backend_pid,))
+
+    drop_connection()
+    assert len(store) == 0  # a read
+    drop_connection()
+    assert store.claim("k", "a", 60)  # a transaction
+    drop_connection()
     rec = _record(_spec())
     assert store.add_reliably(rec, retry_s=30, first_wait_s=0.1) == "added"
     assert store.get(rec.run_key) == rec
