@@ -85,9 +85,9 @@ def test_claim_renew_release(store_url):
 
 def test_an_expired_lease_is_taken_over(store_url):
     store = open_store(store_url)
-    assert store.claim("k", "a", 0.3)
+    assert store.claim("k", "a", 1.0)
     assert not store.claim("k", "b", 60)
-    time.sleep(0.4)
+    time.sleep(1.1)
     assert store.claim("k", "b", 60)  # a's lease expired
     assert not store.renew("k", "a", 60)  # a learns it lost the run
     assert not store.claim("k", "c", 60)
@@ -149,8 +149,8 @@ def test_a_dead_local_owner_is_taken_over_at_once(store_url):
 
 def test_lease_keeper_renews_until_stopped(store_url):
     store = open_store(store_url)
-    keeper = LeaseKeeper(store, "a", ttl_s=0.6, interval_s=0.1).start()
-    assert store.claim("k", "a", 0.6) and store.claim("gone", "a", 0.6)
+    keeper = LeaseKeeper(store, "a", ttl_s=1.5, interval_s=0.1).start()
+    assert store.claim("k", "a", 1.5) and store.claim("gone", "a", 1.5)
     keeper.hold("k")
     keeper.hold("gone")
     store.delete(["gone"])
@@ -158,7 +158,7 @@ def test_lease_keeper_renews_until_stopped(store_url):
         conn.execute("DELETE FROM leases WHERE run_key = " +
                       ("%s" if store.dialect == "postgresql" else "?"), ("gone",))
     assert store.claim("gone", "b", 60)
-    time.sleep(1.5)  # 2.5 ttl: without renewals the lease would have expired
+    time.sleep(3.2)  # > 2 ttl: without renewals the lease would have expired
     assert not store.claim("k", "b", 60)
     assert store.leases()["k"][0] == "a"
     assert keeper.lost == {"gone"} and keeper.held == {"k"}
