@@ -182,6 +182,9 @@ def run_leaderboard(
         store.add(record)
         report.ran.append(record)
         collapse = "  [layer collapse]" if record.layer_collapse else ""
+        if record.diverged:  # recorded like any finished run: the grid goes on
+            collapse += (f"  [diverged: non-finite loss at epoch {record.diverged_epoch}, "
+                         f"step {record.diverged_step}]")
         say(f"[{position + 1}/{len(specs)}] {model_label} | {pruner_label} | "
             f"s={spec.sparsity:g} | seed {spec.seed}: test {record.final_test_acc:.2%} (best "
             f"{record.best_test_acc:.2%}), prune {record.prune_time_s:.2f} s, train "
