@@ -61,3 +61,8 @@ class GraphEncodingError(PaizooError, ValueError):
 
 class DatasetNotFoundError(PaizooError, FileNotFoundError):
     """A dataset's files were not found in any of the searched locations."""
+
+
+class PrunerOptionError(PaizooError, ValueError, TypeError):
+    """A pruner option is unknown or has a bad value (a ``TypeError`` too, as Python raises for
+    an unexpected keyword argument)."""

@@ -23,6 +23,7 @@ from ..training.logs import WandbOptions
 from ..training.loop import select_device
 from ..training.masking import MaskMode
 from .config import LeaderboardConfig
+from .validate import validate_entries
 
 RunFn = Callable[..., RunRecord]
 
@@ -103,6 +104,7 @@ def grid_status(config: LeaderboardConfig, store: ResultStore, dataset: str | No
                 ) -> GridStatus:
     """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`)."""
     dataset = dataset or dataset_in_store(config, store)
+    validate_entries(config, dataset)
     specs = config.specs(dataset)
     present = store.get_many(s.key for s in specs)
     missing = [s for s in specs if s.key not in present]
@@ -145,6 +147,7 @@ def run_leaderboard(
     requires = config.pruner_requirements()  # fail on unknown pruners before any work
     _check_models(config)
     data = data or resolve_dataset(config, notice=say)
+    validate_entries(config, data.name)  # every pruner and model entry, before the first run
     specs = config.specs(data.name, requires)
     indexed = list(enumerate(specs))
     if shard is not None:
