@@ -66,3 +66,7 @@ class DatasetNotFoundError(PaizooError, FileNotFoundError):
 class PrunerOptionError(PaizooError, ValueError, TypeError):
     """A pruner option is unknown or has a bad value (a ``TypeError`` too, as Python raises for
     an unexpected keyword argument)."""
+
+
+class MaskFileError(PaizooError, ValueError):
+    """A mask file cannot be read: not a safetensors file, truncated, or not a paizoo mask."""
