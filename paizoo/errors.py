@@ -70,3 +70,7 @@ class PrunerOptionError(PaizooError, ValueError, TypeError):
 
 class MaskFileError(PaizooError, ValueError):
     """A mask file cannot be read: not a safetensors file, truncated, or not a paizoo mask."""
+
+
+class DeviceError(PaizooError, RuntimeError):
+    """A device name is not a PyTorch device, or the device is not available here."""

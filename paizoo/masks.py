@@ -250,9 +250,14 @@ class Mask(Mapping[str, torch.Tensor]):
                 "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True)}
         tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot write the mask to {path}: it is a folder")
         tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # nothing left behind when writing failed
         return path
 
     @classmethod

@@ -68,7 +68,16 @@ def _load(name_or_path: str, explicit: str | None = None) -> LeaderboardConfig:
 
 
 def _store(config: LeaderboardConfig, override: str | None) -> ResultStore:
-    return ResultStore(override or config.store)
+    import sqlite3
+
+    from ..results.store import StoreError
+
+    path = override or config.store
+    try:
+        return ResultStore(path)
+    except sqlite3.DatabaseError as exc:  # not SQLite, truncated, or a newer/foreign schema
+        raise StoreError(f"{path} is not a readable paizoo results store ({exc}); pass another "
+                         "--store, or move the file away to start a new store") from exc
 
 
 def _print_tables(config: LeaderboardConfig, text: str) -> None:
@@ -139,8 +148,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..leaderboard.runner import grid_status
+    from ..leaderboard.validate import validate_entries
 
     config = _load(args.config)
+    validate_entries(config)  # before the store is opened (or created)
     store = _store(config, args.store)
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "

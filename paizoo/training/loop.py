@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import DeviceError
 from ..masks import Mask
 from ..reparam import is_masked
 from .batching import Batches
@@ -96,11 +97,21 @@ class TrainResult:
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU."""
+    """``device`` if given, else CUDA when available, else the CPU.
+
+    Raises:
+        paizoo.errors.DeviceError: ``device`` is not a PyTorch device name, or it is CUDA and
+            CUDA is not available.
+    """
     if device is not None:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N (or mps on "
+                              "Apple silicon)") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here; "
+                              "use --device cpu (or leave it out: CUDA when present, else CPU)")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
