@@ -235,3 +235,13 @@ def test_header_names_the_code_versions_when_runs_come_from_several(tmp_path):
     assert "2 code versions" in line
     assert "paizoo 0.0.9 (git abc1234): 1 runs, 2026-01-02 03:04" in line
     assert line.index("abc1234") < line.index(": 2 runs")  # oldest first
+
+
+def test_regression_plot_legend_shows_readable_pruner_labels(tmp_path):
+    """leaderboards/regression.png's legend showed raw JSON (random{"distribution":"erk"})."""
+    from paizoo.regression.report import readable_label
+
+    assert readable_label('random{"distribution":"erk"}') == "random (distribution=erk)"
+    assert readable_label('dey{"pattern":"cyclic","z":2}') == "dey (pattern=cyclic, z=2)"
+    assert readable_label("snip") == "snip"
+    assert readable_label("odd{label") == "odd{label"  # not JSON: kept as it is

@@ -6,9 +6,9 @@ one new file. Handlers return an exit code.
 
 Errors: every failure is one ``paizoo: error: ...`` line on stderr, without a traceback (``--debug``
 anywhere on the command line shows it), and the exit code says whose it is: 2 for the command
-line (a bad argument or option value, a named file that does not exist, a config that does not
-validate), 1 at run time (an unreadable mask file or results store, a dataset that is not
-installed, a failure writing a file, and any unexpected error). Output files named on the
+line (a bad argument or option value, a named file or dataset that is not there, a config that
+does not validate), 1 at run time (an unreadable mask file, dataset file or results store, a
+failure writing a file, and any unexpected error). Output files named on the
 command line must be in an existing folder (paizoo creates no folder for them).
 """
 
@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 from ..errors import (
     DatasetFormatError,
-    DatasetNotFoundError,
     MaskFileError,
     PaizooError,
 )
@@ -83,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: errors of the run, not of the command line (exit code 1)
 _RUNTIME_ERRORS: tuple[type[BaseException], ...] = (
-    DatasetNotFoundError, DatasetFormatError, MaskFileError, sqlite3.Error)
+    DatasetFormatError, MaskFileError, sqlite3.Error)
 
 
 def describe_error(exc: BaseException) -> tuple[int, str]:
