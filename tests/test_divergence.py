@@ -245,3 +245,18 @@ def test_regression_plot_legend_shows_readable_pruner_labels(tmp_path):
     assert readable_label('dey{"pattern":"cyclic","z":2}') == "dey (pattern=cyclic, z=2)"
     assert readable_label("snip") == "snip"
     assert readable_label("odd{label") == "odd{label"  # not JSON: kept as it is
+
+
+def test_cli_train_reports_a_diverged_run(tmp_path, capsys):
+    from paizoo.cli import main
+
+    store = tmp_path / "s.db"
+    args = ["train", "--model", "lenet_300_100", "--dataset", "digits", "--epochs", "3",
+            "--lr", "1e6", "--pruner", "magnitude", "--sparsity", "0.5", "--quiet",
+            "--store", str(store)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "DIVERGED: the training loss became NaN/inf at epoch 1, step" in out
+    assert "pruned weights exactly 0 after training: checked" in out
+    (record,) = ResultStore(store).records()
+    assert record.status == "diverged" and record.epochs == 1

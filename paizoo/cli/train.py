@@ -170,6 +170,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"density {record.density:.4%} ({record.kept:,}/{record.total:,} weights kept; "
               f"pruned weights exactly 0 after training: checked){collapse}")
+    if record.diverged:
+        print(f"DIVERGED: the training loss became NaN/inf at epoch {record.diverged_epoch}, "
+              f"step {record.diverged_step}; training stopped there (lower the learning rate)")
     print(f"final test accuracy {record.final_test_acc:.2%}, best {record.best_test_acc:.2%} "
           f"(epoch {record.best_epoch}); pruning {record.prune_time_s:.2f} s, training "
           f"{record.train_time_s:.1f} s on {record.device}")
