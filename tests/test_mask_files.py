@@ -77,3 +77,20 @@ def test_mask_is_read_only():
     built = Mask(source)
     source["a"].fill_(False)  # the caller's tensor is not the mask's
     assert built.num_kept == 2 and built["a"].tolist() == [True, False, True]
+
+
+def test_save_leaves_no_temporary_file_behind(tmp_path, monkeypatch):
+    mask = paizoo.prune(_net(), "magnitude", sparsity=0.5)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        mask.save(tmp_path)
+    import safetensors.torch
+
+    def failing(tensors: object, filename: str, metadata: object = None) -> None:
+        with open(filename, "wb") as fh:  # a partial write, then the disk is full
+            fh.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing)
+    with pytest.raises(OSError, match="No space left"):
+        mask.save(tmp_path / "m.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
