@@ -66,3 +66,16 @@ class GraphEncodingError(PaizooError, ValueError):
 
 class DatasetNotFoundError(PaizooError, FileNotFoundError):
     """A dataset's files were not found in any of the searched locations."""
+
+
+class PrunerOptionError(PaizooError, ValueError, TypeError):
+    """A pruner option is unknown or has a bad value (a ``TypeError`` too, as Python raises for
+    an unexpected keyword argument)."""
+
+
+class MaskFileError(PaizooError, ValueError):
+    """A mask file cannot be read: not a safetensors file, truncated, or not a paizoo mask."""
+
+
+class DeviceError(PaizooError, RuntimeError):
+    """A device name is not a PyTorch device, or the device is not available here."""

@@ -2,7 +2,9 @@
 
 A ``Mask`` maps parameter names (as in ``model.named_parameters()``; ``x.weight`` also when the
 model carries ``x.weight_orig`` after :meth:`Mask.apply`) to boolean tensors of the parameter's
-shape, ``True`` = kept. It is immutable in spirit: operations return new masks.
+shape, ``True`` = kept. It is read-only: it copies the tensors it is built from, ``mask[name]``
+returns a copy, and operations return new masks, so nothing done to a tensor taken out of a
+mask (``mask[name].fill_(True)``) or put into it changes the mask.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import MaskMismatchError
+from .errors import MaskFileError, MaskMismatchError
 from .params import Cover, Coverage, Patterns, parameter_table, prunable_parameters
 
 
@@ -71,6 +73,8 @@ class Mask(Mapping[str, torch.Tensor]):
                 if t.is_floating_point() and not torch.all((t == 0) | (t == 1)):
                     raise ValueError(f"mask entry {name!r} has values other than 0 and 1")
                 t = t != 0
+            else:
+                t = t.clone()  # the caller keeps its tensor; the mask keeps its own copy
             converted[name] = t.detach()
         self._tensors = converted
         self._coverage = coverage
@@ -118,7 +122,8 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # ---- mapping protocol ------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self._tensors[name]
+        """A copy of the mask of ``name`` (changing it does not change the mask)."""
+        return self._tensors[name].clone()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -283,39 +288,95 @@ class Mask(Mapping[str, torch.Tensor]):
                 "names": json.dumps(list(self._tensors))}  # safetensors sorts the keys
         tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot write the mask to {path}: it is a folder")
         tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # nothing left behind when writing failed
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: nn.Module | None = None) -> Mask:
-        """Read a mask saved by :meth:`save`; with ``model``, check names and shapes against it."""
-        from safetensors import safe_open
+    def load(cls, path: str | os.PathLike, model: nn.Module | None = None, *,
+             strict: bool = True) -> Mask:
+        """Read a mask saved by :meth:`save`.
 
+        With ``model``, every name and shape is checked against it, and (``strict=True``, the
+        default) the file must cover every prunable layer of ``model``: a layer it lacks would
+        stay dense on :meth:`apply`. ``strict=False`` accepts such a partial mask (e.g. one
+        made with ``exclude=``).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            paizoo.errors.MaskFileError: the file is not a readable paizoo mask (corrupt,
+                truncated, another format, values other than 0/1), or holds no tensor.
+            paizoo.MaskMismatchError: the mask does not fit ``model``.
+        """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no mask file at {path}")
-        tensors = {}
-        with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():
-                tensors[name] = f.get_tensor(name)
-            order = json.loads((f.metadata() or {}).get("names", "[]"))
-        if sorted(order) == sorted(tensors):  # the mask's own order (files since names were kept)
-            tensors = {n: tensors[n] for n in order}
-        mask = cls(tensors)
+        tensors, meta = _read_safetensors(path, tensors=True)
+        if not tensors:
+            raise MaskFileError(f"the mask file {path} holds no tensor")
+        try:
+            order = json.loads(meta.get("names", "[]"))
+        except ValueError:
+            order = []
+        if isinstance(order, list) and sorted(order) == sorted(tensors):
+            tensors = {n: tensors[n] for n in order}  # the mask's own order (safetensors sorts)
+        try:
+            mask = cls(tensors)
+        except (TypeError, ValueError) as exc:
+            raise MaskFileError(f"{path} is not a paizoo mask: {exc}") from exc
         if model is not None:
             mask.check_compatible(model)
+            if strict:
+                missing = [n for n in prunable_parameters(model) if n not in mask._tensors]
+                if missing:
+                    raise MaskMismatchError(
+                        f"the mask file {path} lacks {len(missing)} of the "
+                        f"{len(missing) + len(mask)} prunable layer(s) of "
+                        f"{type(model).__name__} ({', '.join(missing[:10])}"
+                        f"{', ...' if len(missing) > 10 else ''}); applied, they would stay "
+                        "dense. Was it made for another model or with exclude=? Pass "
+                        "strict=False to accept a partial mask")
         return mask
 
     @staticmethod
     def load_metadata(path: str | os.PathLike) -> dict[str, object]:
-        """The ``metadata`` dict stored by :meth:`save`."""
-        from safetensors import safe_open
+        """The ``metadata`` dict stored by :meth:`save` (raises like :meth:`load`)."""
+        path = Path(path)
+        meta = _read_safetensors(path, tensors=False)[1]
+        try:
+            out = json.loads(meta.get("paizoo", "{}"))
+        except ValueError as exc:
+            raise MaskFileError(f"{path}: the paizoo metadata is not valid JSON: {exc}") from exc
+        if not isinstance(out, dict):
+            raise MaskFileError(f"{path}: the paizoo metadata is not a JSON object")
+        return out
 
+
+def _read_safetensors(path: Path, *, tensors: bool
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (if asked) and the header metadata of a safetensors file, every failure to
+    read it as a :class:`MaskFileError` naming the file."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no mask file at {path}")
+    out: dict[str, torch.Tensor] = {}
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return json.loads(meta.get("paizoo", "{}"))
+            if tensors:
+                for name in f.keys():
+                    out[name] = f.get_tensor(name)
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+        detail = " ".join(str(exc).split())
+        raise MaskFileError(f"cannot read the mask file {path}: {detail} (a corrupt, "
+                            "truncated or non-safetensors file; save masks with Mask.save or "
+                            "`paizoo prune --out`)") from exc
+    return out, meta
 
 
 def compression_of(density: float) -> float:

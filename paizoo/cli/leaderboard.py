@@ -148,8 +148,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..leaderboard.runner import grid_status
+    from ..leaderboard.validate import validate_entries
 
     config = _load(args.config)
+    validate_entries(config)  # before the store is opened (or created)
     store = _store(config, args.store)
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "

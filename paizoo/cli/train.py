@@ -8,7 +8,7 @@ from ..results.record import RunSpec
 from ..results.store import BaseStore, open_store
 from ..training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from ..training.loop import EpochMetrics
-from .common import parse_kv
+from .common import UsageError, check_model_options, output_file, parse_kv
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -108,12 +108,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     pruner = args.pruner.lower()
     if pruner == DENSE:
         if args.sparsity not in (None, 0, 0.0):
-            print("paizoo: error: --pruner dense trains the unpruned model; drop --sparsity")
-            return 2
+            raise UsageError("--pruner dense trains the unpruned model; drop --sparsity")
         sparsity = 0.0
     elif args.sparsity is None:
-        print(f"paizoo: error: --pruner {args.pruner} needs --sparsity (e.g. 0.9)")
-        return 2
+        raise UsageError(f"--pruner {args.pruner} needs --sparsity (e.g. 0.9)")
     else:
         sparsity = args.sparsity
     requires_data = False
@@ -122,10 +120,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         requires_data = get_pruner_class(pruner).requires_data
     train_config = train_config_from_args(args)
+    model_config, pruner_config = parse_kv(args.model_option, "-m"), parse_kv(args.option, "-o")
+    if pruner != DENSE:
+        from ..pruners import create_pruner
+
+        create_pruner(pruner, **pruner_config)  # bad options fail before any work
+    save_mask = output_file(args.save_mask, "--save-mask") if args.save_mask else None
+    log = output_file(args.log, "--log") if args.log else None
+    select_device(args.device)  # an unknown or absent device fails before any work
+    check_model_options(args.model, model_config)
     spec = RunSpec(
         dataset=args.dataset, model=args.model, pruner=pruner, sparsity=sparsity,
-        seed=args.seed, train=train_config, model_config=parse_kv(args.model_option),
-        pruner_config=parse_kv(args.option),
+        seed=args.seed, train=train_config, model_config=model_config,
+        pruner_config=pruner_config,
         prune_data=PruneDataConfig(batch_size=args.prune_batch_size,
                                    samples_per_class=args.samples_per_class)
         if requires_data else None)
@@ -153,8 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     has_store = store is not None
     record = run_experiment(
         spec, data, masks_dir=store.masks_dir if has_store else None,
-        logs_dir=store.logs_dir if has_store else None, log_path=args.log,
-        mask_path=args.save_mask,
+        logs_dir=store.logs_dir if has_store else None, log_path=log,
+        mask_path=save_mask,
         dense_test_acc=_dense_ref(store, spec), mask_mode=args.mask_mode,
         progress=False if args.quiet else None,
         wandb=WandbOptions(project=args.wandb_project) if args.wandb else None,
@@ -166,6 +173,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"density {record.density:.4%} ({record.kept:,}/{record.total:,} weights kept; "
               f"pruned weights exactly 0 after training: checked){collapse}")
+    if record.diverged:
+        print(f"DIVERGED: the training loss became NaN/inf at epoch {record.diverged_epoch}, "
+              f"step {record.diverged_step}; training stopped there (lower the learning rate)")
     print(f"final test accuracy {record.final_test_acc:.2%}, best {record.best_test_acc:.2%} "
           f"(epoch {record.best_epoch}); pruning {record.prune_time_s:.2f} s, training "
           f"{record.train_time_s:.1f} s on {record.device}")

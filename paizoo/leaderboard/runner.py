@@ -28,6 +28,7 @@ from ..training.logs import WandbOptions
 from ..training.loop import select_device
 from ..training.masking import MaskMode
 from .config import LeaderboardConfig
+from .validate import validate_entries
 
 RunFn = Callable[..., RunRecord]
 
@@ -111,6 +112,7 @@ def grid_status(config: LeaderboardConfig, store: BaseStore, dataset: str | None
                 ) -> GridStatus:
     """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`)."""
     dataset = dataset or dataset_in_store(config, store)
+    validate_entries(config, dataset)
     specs = config.specs(dataset)
     present = store.get_many(s.key for s in specs)
     missing = [s for s in specs if s.key not in present]
@@ -175,6 +177,7 @@ def run_leaderboard(
         say(f"imported {imported} finished run(s) that an earlier run could not write to "
             f"{store.location} (from {store.pending_file})")
     data = data or resolve_dataset(config, notice=say)
+    validate_entries(config, data.name)  # every pruner and model entry, before the first run
     specs = config.specs(data.name, requires)
     indexed = list(enumerate(specs))
     if shard is not None:
@@ -278,6 +281,9 @@ class _RunContext:
                 f"{store.pending_file} and recorded by the next run")
         report.ran.append(record)
         collapse = "  [layer collapse]" if record.layer_collapse else ""
+        if record.diverged:  # recorded like any finished run: the grid goes on
+            collapse += (f"  [diverged: non-finite loss at epoch {record.diverged_epoch}, "
+                         f"step {record.diverged_step}]")
         say(f"[{position + 1}/{self.grid_size}] {model_label} | {pruner_label} | "
             f"s={spec.sparsity:g} | seed {spec.seed}: test {record.final_test_acc:.2%} (best "
             f"{record.best_test_acc:.2%}), prune {record.prune_time_s:.2f} s, train "

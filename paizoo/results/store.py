@@ -124,6 +124,14 @@ MIGRATIONS: list[Migration] = [
             ALTER TABLE runs ADD COLUMN IF NOT EXISTS rowid BIGSERIAL;
         """,
     },
+    # 2 -> 3: a run whose training loss became NaN/inf is recorded as diverged (where it
+    # stopped) instead of failing; the runs stored before are all 'ok'
+    """
+    ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'
+        CHECK (status IN ('ok', 'diverged'));
+    ALTER TABLE runs ADD COLUMN diverged_epoch INTEGER;
+    ALTER TABLE runs ADD COLUMN diverged_step INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
