@@ -23,6 +23,7 @@ from ..training.logs import WandbOptions
 from ..training.loop import select_device
 from ..training.masking import MaskMode
 from .config import LeaderboardConfig
+from .executor import Executor, dispatch, on_cpu
 
 RunFn = Callable[..., RunRecord]
 
@@ -123,6 +124,9 @@ def run_leaderboard(
     data: ExperimentData | None = None,
     run_fn: RunFn = run_experiment,
     echo: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
+    max_retries: int = 2,
+    max_concurrent: int | None = None,
 ) -> RunReport:
     """Run every run of the grid that is not in ``store`` yet.
 
@@ -140,11 +144,16 @@ def run_leaderboard(
         data: already loaded datasets (default: :func:`resolve_dataset`).
         run_fn: the function running one spec (:func:`~paizoo.training.run_experiment`).
         echo: where one-line messages go (default: ``tqdm.write`` to stdout).
+        executor: run on Ray, SLURM... (:mod:`paizoo.leaderboard.executor`; default: one
+            run after the other in this process); this process still writes every result.
+        max_retries / max_concurrent: with an executor, how often a run whose worker died is
+            resubmitted, and how many runs are in flight at most (default: the executor's).
     """
     say = echo or tqdm.write
     requires = config.pruner_requirements()  # fail on unknown pruners before any work
     _check_models(config)
-    data = data or resolve_dataset(config, notice=say)
+    # with an executor the workers load the data; the driver only needs its name, on the CPU
+    data = data or resolve_dataset(config if executor is None else on_cpu(config), notice=say)
     specs = config.specs(data.name, requires)
     indexed = list(enumerate(specs))
     if shard is not None:
@@ -155,6 +164,11 @@ def run_leaderboard(
     masks_dir, logs_dir = store.masks_dir, store.logs_dir
     say(f"{config.name}: {len(indexed)} runs on {data.name}, {len(present)} already in "
         f"{store.path}, {len(todo)} to run" + (f" (limit {limit})" if limit is not None else ""))
+    if executor is not None:
+        return dispatch(config, store, executor, todo, report, data=data, total=len(specs),
+                        limit=limit, keep_going=keep_going, mask_mode=mask_mode, wandb=wandb,
+                        run_fn=run_fn, max_retries=max_retries, max_concurrent=max_concurrent,
+                        progress=progress, say=say)
     bar = tqdm(todo, desc=config.name, unit="run", disable=None if progress is None
                else not progress)
     for position, spec in bar:
