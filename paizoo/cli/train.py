@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..results.record import RunSpec
-from ..results.store import ResultStore
+from ..results.store import BaseStore, open_store
 from ..training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from ..training.loop import EpochMetrics
 from .common import parse_kv
@@ -129,11 +129,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         prune_data=PruneDataConfig(batch_size=args.prune_batch_size,
                                    samples_per_class=args.samples_per_class)
         if requires_data else None)
-    store = ResultStore(args.store) if args.store else None
+    store = open_store(args.store) if args.store else None
     if store is not None and spec.key in store:
         rec = store.get(spec.key)
         assert rec is not None
-        print(f"{spec.describe()} is already in {store.path} (run {spec.key}): final test "
+        print(f"{spec.describe()} is already in {store.location} (run {spec.key}): final test "
               f"accuracy {rec.final_test_acc:.2%}, best {rec.best_test_acc:.2%}")
         return 0
     data = load_experiment_data(args.dataset, root=args.data_root, augment=args.augment,
@@ -170,12 +170,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"mask written to {record.mask_path}")
     if store is not None:
         store.add(record)
-        print(f"recorded in {store.path} (run {record.run_key})")
+        print(f"recorded in {store.location} (run {record.run_key})")
         store.close()
     return 0
 
 
-def _dense_ref(store: ResultStore | None, spec: RunSpec) -> float | None:
+def _dense_ref(store: BaseStore | None, spec: RunSpec) -> float | None:
     if store is None or spec.is_dense:
         return None
     rec = store.get(spec.dense_reference().key)

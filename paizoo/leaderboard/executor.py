@@ -14,9 +14,12 @@ else lives here, in :func:`dispatch`, so every executor keeps the same contract:
   ``keep_going`` is logged and left out; it is not retried (it would raise again).
 * **Resume.** Runs already in the store are never submitted, and a killed driver loses only
   the runs in flight: running the same command again submits exactly the missing ones.
-* **Leases.** When the store has a lease API (``claim``/``renew``/``release``), each run is
-  claimed just before it is submitted, so several drivers sharing one store do not run the same
-  run; all lease calls are in :class:`_Leases`.
+* **Leases.** Each run is claimed in the store (:meth:`~paizoo.results.BaseStore.claim`) just
+  before it is submitted, and the lease is renewed while it is in flight
+  (:class:`~paizoo.results.leases.LeaseKeeper`), so several drivers sharing one store (e.g. a
+  PostgreSQL store) do not run the same run; runs other drivers hold are waited for at the end
+  and taken over when their leases expire (at once when their driver is a dead process of this
+  host), as the sequential runner does.
 
 Datasets are loaded by the workers themselves, once per worker process (:func:`execute_run`
 keeps them in a per-process cache): the dataset's files must be at the same local path on each
@@ -35,7 +38,6 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PaizooError
+from ..results.leases import LeaseKeeper, claim_or_take_over, owner_id
 from ..results.record import RunRecord, RunSpec
 from ..training.experiment import ExperimentData, load_experiment_data
 from ..training.logs import WandbOptions
@@ -203,52 +206,6 @@ def _read(path: str | None) -> bytes | None:
 
 
 # ---- driver side -------------------------------------------------------------------------------
-class _Leases:
-    """Every lease call of the driver: claim before submitting, renew while in flight, release
-    on failure. A store without a lease API (the SQLite store before leases) claims always."""
-
-    def __init__(self, store: Any, ttl_s: float) -> None:
-        self.store = store
-        self.ttl_s = ttl_s
-        self.enabled = all(callable(getattr(store, n, None)) for n in ("claim", "renew",
-                                                                        "release"))
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.held: set[str] = set()
-        self._renewed = time.monotonic()
-
-    def claim(self, key: str) -> bool:
-        if not self.enabled:
-            return True
-        if not self.store.claim(key, self.owner, self.ttl_s):
-            return False
-        self.held.add(key)
-        return True
-
-    def renew_due(self) -> None:
-        """Renew every held lease once a third of the TTL has passed."""
-        if not self.enabled or time.monotonic() - self._renewed < self.ttl_s / 3:
-            return
-        for key in list(self.held):
-            self.store.renew(key, self.owner, self.ttl_s)
-        self._renewed = time.monotonic()
-
-    def recorded(self, key: str) -> None:
-        """``store.add`` released the lease of ``key``."""
-        self.held.discard(key)
-
-    def release(self, key: str) -> None:
-        if self.enabled and key in self.held:
-            self.store.release(key, self.owner)
-        self.held.discard(key)
-
-    def release_all(self) -> None:
-        for key in list(self.held):
-            try:
-                self.release(key)
-            except Exception as exc:  # the store may be what failed; leases then expire
-                print(f"could not release the lease of {key}: {exc}", file=sys.stderr)
-
-
 class _Progress:
     """One bar of finished runs with an ETA (tqdm) on a terminal; else a log line every
     ``every_s`` seconds."""
@@ -321,7 +278,10 @@ def dispatch(
     max_concurrent: int | None = None,
     progress: bool | None = None,
     say: Callable[[str], None] = print,
-    lease_ttl_s: float = 600.0,
+    owner: str | None = None,
+    lease_ttl_s: float = 120.0,
+    wait_for_others: bool = True,
+    retry_s: float = 300.0,
     log_every_s: float = 30.0,
 ) -> RunReport:
     """Run ``todo`` (``(position in the grid, spec)`` pairs) on ``executor``; the driver side of
@@ -341,8 +301,10 @@ def dispatch(
     run_fn = run_fn or run_experiment
     resources = {s.key: config.resources_for(s) for _, s in todo}
     todo = [(i, _placed(s, executor.gpus_for(resources[s.key]))) for i, s in todo]
-    leases = _Leases(store, lease_ttl_s)
+    owner = owner or owner_id()
+    keeper = LeaseKeeper(store, owner, lease_ttl_s)
     pending = deque(todo)
+    others: list[tuple[int, RunSpec]] = []  # leased by other runners: tried again later
     # dense runs of this batch not written yet: pruned results of their seed wait for them
     dense_open = {s.key for _, s in todo if s.is_dense}
     waiting: dict[str, list[Finished]] = {}
@@ -370,8 +332,17 @@ def dispatch(
         if not task.spec.is_dense:
             dense = store.get(task.spec.dense_reference().key)
             record.dense_test_acc = dense.final_test_acc if dense else None
-        store.add(record)
-        leases.recorded(key)
+        delivered = store.add_reliably(record, retry_s=retry_s)
+        keeper.drop(key)
+        release_waiting(key)
+        if delivered == "present":  # our lease had expired and another runner recorded it
+            say(f"{task.spec.describe()} was recorded by another runner meanwhile; its "
+                "result is kept")
+            report.already_done += 1
+            return
+        if delivered == "pending":
+            say(f"NOTE: {store.location} is unavailable; run {task.spec.describe()} is kept in "
+                f"{store.pending_file} and recorded by the next run")
         report.ran.append(record)
         bar.advance(len(in_flight))
         model_label, pruner_label = config.label_of(task.spec)
@@ -382,7 +353,6 @@ def dispatch(
             f"{record.prune_time_s:.2f} s, train {record.train_time_s:.1f} s on "
             f"{result.host}:{result.pid}"
             + (f" (attempt {task.attempt})" if task.attempt > 1 else "") + collapse)
-        release_waiting(key)
 
     def release_waiting(dense_key: str) -> None:
         """The dense run ``dense_key`` is written, failed or not ours: write its waiting runs."""
@@ -391,7 +361,8 @@ def dispatch(
             write(held)
 
     def give_up(task: RunTask, message: str, details: str = "") -> None:
-        leases.release(task.key)
+        keeper.drop(task.key)
+        store.release(task.key, owner)
         say(f"FAILED run {task.position + 1}/{total} {task.spec.describe()}: {message}"
             + (f"\n{details}" if details else ""))
         report.failed.append((task.spec, message))
@@ -399,25 +370,36 @@ def dispatch(
         if not keep_going:
             raise ExecutorError(f"run {task.spec.describe()} failed: {message}")
 
+    told_waiting = False
+    keeper.start()
     try:
-        while pending or in_flight:
+        while pending or in_flight or (others and wait_for_others):
+            if others and not pending and not in_flight:
+                if not told_waiting:
+                    say(f"waiting for {len(others)} run(s) that other runners hold (taken over "
+                        f"if their leases expire, {lease_ttl_s:g} s after their last renewal)")
+                    told_waiting = True
+                time.sleep(min(lease_ttl_s / 4, 5.0))
+                pending.extend(others)
+                others.clear()
             batch: list[RunTask] = []
             while pending and (cap is None or len(in_flight) + len(batch) < cap):
                 if limit is not None and dispatched >= limit:
                     report.stopped_at_limit = True
                     pending.clear()
+                    others.clear()
                     break
                 position, spec = pending.popleft()
                 key = spec.key
-                if key not in attempts:  # first time: skip what others finished or claimed
-                    claimed = key not in store and leases.claim(key)
-                    if not claimed:
-                        if key in store:  # finished meanwhile by another driver
+                if key not in attempts:  # first time: skip what others finished or hold
+                    if key in store or not claim_or_take_over(store, key, owner, lease_ttl_s):
+                        if key in store:  # finished meanwhile by another runner
                             report.already_done += 1
                         else:
-                            say(f"skipping {spec.describe()}: claimed by another driver")
-                        release_waiting(key)
+                            others.append((position, spec))
+                        release_waiting(key)  # a dense run that is not ours to write
                         continue
+                    keeper.hold(key)
                     dispatched += 1
                 attempts[key] = attempts.get(key, 0) + 1
                 source = DataSource(name=data.name, root=config.data_root
@@ -448,18 +430,21 @@ def dispatch(
                     waiting.setdefault(task.spec.dense_reference().key, []).append(done)
                 else:
                     write(done)
-            leases.renew_due()
             bar.tick(len(in_flight))
         for held in [h for group in waiting.values() for h in group]:  # dense left at --limit
             write(held)
         waiting.clear()
     except BaseException:
         executor.cancel()
-        leases.release_all()
+        keeper.stop(release=keeper.held)  # the runs in flight are free for others at once
         raise
+    else:
+        keeper.stop()
     finally:
         bar.close()
         executor.close()
+    if others:
+        say(f"left {len(others)} run(s) to the runners that hold them")
     return report
 
 

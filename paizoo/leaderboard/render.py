@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..results.store import ResultStore
+from ..results.store import BaseStore
 from ..sparsity import kept_count
 from ..training.config import canonical_json
 from .config import LeaderboardConfig
@@ -57,7 +57,7 @@ class Rendered:
     dataset: str
 
 
-def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | None = None
+def collect_runs(config: LeaderboardConfig, store: BaseStore, dataset: str | None = None
                  ) -> pd.DataFrame:
     """One row per finished run of the grid (looked up by run key), with display labels."""
     from ..data import dataset_info
@@ -356,7 +356,7 @@ def plot(config: LeaderboardConfig, cells: pd.DataFrame, path: str | os.PathLike
 
 def render_leaderboard(
     config: LeaderboardConfig,
-    store: ResultStore,
+    store: BaseStore,
     *,
     out_dir: str | os.PathLike | None = None,
     command: str | None = None,
@@ -380,7 +380,7 @@ def render_leaderboard(
         command = f"paizoo leaderboard run {target}"
     md_path, csv_path, png_path = (out / f"{config.name}{ext}" for ext in (".md", ".csv", ".png"))
     text = render_markdown(config, runs, cells, dataset=dataset, png_name=png_path.name,
-                           command=command, store_path=Path(store.path).as_posix())
+                           command=command, store_path=store.location)
     md_path.write_text(text, encoding="utf-8")
     cells.insert(0, "dataset", dataset)
     cells.to_csv(csv_path, index=False, float_format="%.6g")
