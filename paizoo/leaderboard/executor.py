@@ -295,9 +295,9 @@ def dispatch(
     from ..training.experiment import run_experiment
 
     if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        raise ExecutorError(f"--max-retries must be >= 0, got {max_retries}")
     if max_concurrent is not None and max_concurrent < 1:
-        raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        raise ExecutorError(f"--max-concurrent must be >= 1, got {max_concurrent}")
     run_fn = run_fn or run_experiment
     resources = {s.key: config.resources_for(s) for _, s in todo}
     todo = [(i, _placed(s, executor.gpus_for(resources[s.key]))) for i, s in todo]
