@@ -4,6 +4,7 @@ process, a killed worker's run retried, a killed driver resumed without duplicat
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def ray_cluster():
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(lib)
-    executor = RayExecutor(num_cpus=2)
+    executor = RayExecutor(num_cpus=2, num_gpus=1)  # a logical GPU: scheduling only
     executor.start()
     yield ray
     executor.close()
@@ -62,7 +63,7 @@ def test_grid_on_ray_matches_the_sequential_runner(ray_cluster, tmp_path, capsys
     assert main(["leaderboard", "run", str(path), "--executor", "ray", "--max-concurrent", "2",
                  "--no-render", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "running on Ray (a local cluster: 2 CPUs), at most 2 at a time" in out
+    assert "running on Ray (a local cluster: 2 CPUs, 1 GPU), at most 2 at a time" in out
     store = ResultStore(cfg["store"])
     config = parse_config(cfg)
     records = {r.run_key: r for r in store.records()}
@@ -105,6 +106,15 @@ def test_each_worker_process_loads_the_dataset_once(ray_cluster, tmp_path):
     pids = {f.result.pid for f in results}
     loads = [f.result.pid for f in results if f.result.loaded_data]
     assert sorted(loads) == sorted(pids)  # one load per worker process, however many runs
+    # runs given (a share of) a GPU get a fresh process each: a process stays on its first GPU
+    gpu_tasks = [dataclasses.replace(t, resources=Resources(cpus=1, gpus=0.5))
+                 for t in tasks[:2]]
+    executor.submit(gpu_tasks)
+    on_gpu = []
+    while len(on_gpu) < len(gpu_tasks):
+        on_gpu += executor.wait(timeout=30)
+    assert all(f.result.error is None and f.result.loaded_data for f in on_gpu)
+    assert len({f.result.pid for f in on_gpu} | pids) == len(pids) + 2
     executor.close()
     assert ray_cluster.is_initialized()  # not ours to shut down
 

@@ -9,8 +9,10 @@ Without an address, a private Ray cluster is started on this machine for the dur
 grid: ``num_cpus`` CPUs (default all), no dashboard, listening on the loopback interface only.
 With ``address="auto"`` (a cluster started by ``ray start`` on this node), ``"HOST:PORT"``
 (a cluster's GCS address) or ``"ray://HOST:10001"`` (Ray Client, needs ``ray[client]``), the
-same grid runs on that cluster. Worker processes are reused across tasks, so each loads the
-dataset once (:func:`~paizoo.leaderboard.executor.load_data_once`).
+same grid runs on that cluster. CPU worker processes are reused across tasks, so each loads the
+dataset once (:func:`~paizoo.leaderboard.executor.load_data_once`); a run given a GPU (or a
+fraction of one) gets a fresh worker process, as Ray does for GPU functions by default, since a
+process stays on the GPU it first used.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .executor import Executor, ExecutorError, Finished, Resources, RunTask, execute_run
+from .executor import (
+    Executor,
+    ExecutorError,
+    Finished,
+    Resources,
+    RunResult,
+    RunTask,
+    execute_run,
+)
 
 
 def import_ray() -> Any:
@@ -60,6 +70,13 @@ def _loopback_only(ray: Any) -> Iterator[None]:
 
 
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _execute_on_gpu(task: RunTask) -> RunResult:
+    """:func:`execute_run` under another name: Ray keys a remote function's options (here a
+    fresh process per call) by the function, so GPU runs need their own."""
+    return execute_run(task)
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -88,6 +105,7 @@ class RayExecutor(Executor):
         self._ray: Any = None
         self._owned = False
         self._remote: Any = None
+        self._remote_gpu: Any = None
         self._refs: dict[Any, RunTask] = {}
 
     def start(self) -> None:
@@ -111,14 +129,18 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot start or reach the Ray cluster "
                                     f"{self.address or '(local)'}: {exc}") from exc
             self._owned = True
+        # GPU tasks get a fresh worker process each (Ray's own default for GPU functions): a
+        # process keeps the GPU it first initialised CUDA on, whatever the next task is given
         self._remote = ray.remote(execute_run)
+        self._remote_gpu = ray.remote(max_calls=1)(_execute_on_gpu)
 
     def describe(self) -> str:
         if self._ray is None:
             return "ray"
         res = self._ray.cluster_resources()
         where = self.address or "a local cluster"
-        gpus = f", {res.get('GPU', 0):g} GPUs" if res.get("GPU") else ""
+        n_gpus = res.get("GPU", 0)
+        gpus = f", {n_gpus:g} GPU" + ("s" if n_gpus != 1 else "") if n_gpus else ""
         return f"Ray ({where}: {res.get('CPU', 0):g} CPUs{gpus})"
 
     def capacity(self, resources: Sequence[Resources]) -> int | None:
@@ -143,7 +165,8 @@ class RayExecutor(Executor):
 
     def submit(self, tasks: Sequence[RunTask]) -> None:
         for task in tasks:
-            ref = self._remote.options(
+            remote = self._remote_gpu if task.resources.gpus > 0 else self._remote
+            ref = remote.options(
                 num_cpus=task.resources.cpus, num_gpus=task.resources.gpus,
                 max_retries=0,  # dispatch() retries, bounded, and logs each retry
                 name=f"paizoo:{task.spec.describe()}",
