@@ -75,6 +75,11 @@ class TracedRun:
         return run_experiment(spec, data, on_epoch=on_epoch, **kwargs)
 
 
+def niceness() -> int:
+    """This process's nice value (run on a worker)."""
+    return os.nice(0)
+
+
 def attempts(folder: Path) -> dict[str, int]:
     """``{run key: attempts}`` from the traces of :class:`TracedRun`."""
     out: dict[str, int] = {}

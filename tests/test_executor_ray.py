@@ -5,6 +5,7 @@ process, a killed worker's run retried, a killed driver resumed without duplicat
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def test_local_cluster_is_private(ray_cluster):
     context = ray_cluster.get_runtime_context()
     assert context.gcs_address.startswith("127.0.0.1:")  # loopback only
     assert ray_cluster.cluster_resources()["CPU"] == 2
+    # workers run at this process's priority (Ray's default would be nice 15)
+    assert ray_cluster.get(ray_cluster.remote(lib.niceness).remote()) == os.nice(0)
 
 
 def test_grid_on_ray_matches_the_sequential_runner(ray_cluster, tmp_path, capsys):

@@ -6,7 +6,8 @@ fraction of a GPU lets several small runs share one). Ray schedules them onto th
 store, a run whose worker or node dies is resubmitted a bounded number of times, resume).
 
 Without an address, a private Ray cluster is started on this machine for the duration of the
-grid: ``num_cpus`` CPUs (default all), no dashboard, listening on the loopback interface only.
+grid: ``num_cpus`` CPUs (default all), no dashboard, listening on the loopback interface only,
+workers at the driver's priority (Ray's default is ``nice 15``).
 With ``address="auto"`` (a cluster started by ``ray start`` on this node), ``"HOST:PORT"``
 (a cluster's GCS address) or ``"ray://HOST:10001"`` (Ray Client, needs ``ray[client]``), the
 same grid runs on that cluster. CPU worker processes are reused across tasks, so each loads the
@@ -115,6 +116,9 @@ class RayExecutor(Executor):
             if self.address is None:
                 kwargs.update(num_cpus=self.num_cpus or os.cpu_count() or 1,
                               num_gpus=self.num_gpus, include_dashboard=False)
+                # Ray runs its workers at nice 15 by default; the runs are the work here, so
+                # they get the driver's priority, as in the sequential runner
+                kwargs.setdefault("_system_config", {"worker_niceness": 0})
             try:
                 if self.address is None or self.address.startswith(("127.0.0.1:",
                                                                       "localhost:")):
