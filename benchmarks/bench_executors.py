@@ -9,6 +9,8 @@ Rows (wall-clock seconds, same process, fresh temporary stores):
   local cluster of ``--workers`` CPUs (one CPU per run). The Ray column counts from the first
   task to the last write; starting the cluster (and the workers importing torch) is shown on
   its own row and included in the ``with start-up`` ratio.
+* ``sum of the runs' own times``: what each run measured itself, summed; equal in both columns
+  when the workers get a free core each, larger on Ray when other processes take the CPUs.
 * ``no-op runs``: ``--noop-runs`` runs whose run function returns a prepared record at once
   (nothing trained), through the whole driver path (claim, submit, wait, write the store),
   sequentially and on Ray; the difference per run is Ray's per-run overhead.
@@ -83,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         ray_s = time.perf_counter() - start
         assert len(seq.ran) == len(par.ran) == config.num_runs, (len(seq.ran), len(par.ran))
         rows[f"grid: {config.name}, {config.num_runs} runs on {seq.dataset}"] = (seq_s, ray_s)
+        # each run's own clock (prune + train + eval): longer on Ray when the two workers do
+        # not get two free cores (other processes on the machine)
+        own = [sum(r.prune_time_s + r.train_time_s + r.eval_time_s for r in rep.ran)
+               for rep in (seq, par)]
+        rows["sum of the runs' own times (prune+train+eval)"] = (own[0], own[1])
 
         # no-op runs: one dense run per seed, each returning a prepared record at once
         template = seq.ran[0]

@@ -186,3 +186,38 @@ def test_cuda_without_a_gpu_resource_is_refused(ray_cluster, tmp_path):
                                             r"resources: \{gpus: 1\}"):
         run_leaderboard(config, ResultStore(config.store), executor=RayExecutor(),
                         progress=False, echo=_quiet)
+
+
+def test_two_drivers_share_a_postgresql_store(ray_cluster, postgres_url, tmp_path):
+    """Two drivers on one cluster and one PostgreSQL store (threads of this process, each its
+    own connection and lease owner): every run trained once and recorded once."""
+    import threading
+
+    from paizoo.results import open_store
+
+    cfg = lib.grid(tmp_path, store=postgres_url)
+    config = parse_config(cfg)
+    traces = tmp_path / "traces"
+    reports, errors = [], []
+
+    def drive() -> None:
+        try:
+            reports.append(run_leaderboard(
+                config, open_store(postgres_url), executor=RayExecutor(), progress=False,
+                run_fn=lib.TracedRun(traces, sleep_s=0.3), max_concurrent=1, echo=_quiet))
+        except Exception as exc:  # reported below, with the thread's other outcome
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(reports) == 2
+    store = open_store(postgres_url)
+    keys = [r.run_key for r in store.records()]
+    assert sorted(keys) == sorted(s.key for s in config.specs())  # each once
+    assert sum(len(r.ran) for r in reports) == 5
+    assert lib.attempts(traces) == {s.key: 1 for s in config.specs()}  # no run trained twice
+    assert all(store.mask_file(r) is not None and store.mask_file(r).is_file()
+               for r in store.records() if r.pruner != "dense")

@@ -311,9 +311,15 @@ def dispatch(
     in_flight: dict[str, RunTask] = {}
     attempts: dict[str, int] = {}
     dispatched = 0
+    if not todo:
+        return report  # nothing to run: no cluster to start
     executor.start()
-    cap = max_concurrent or executor.capacity(sorted(set(resources.values()),
-                                                     key=lambda r: (r.cpus, r.gpus)))
+    try:
+        cap = max_concurrent or executor.capacity(sorted(set(resources.values()),
+                                                         key=lambda r: (r.cpus, r.gpus)))
+    except BaseException:
+        executor.close()
+        raise
     say(f"{config.name}: running on {executor.describe()}"
         + (f", at most {cap} at a time" if cap else "") + f", {max_retries} retries per run")
     bar = _Progress(config.name, len(todo) if limit is None else min(limit, len(todo)),
