@@ -11,7 +11,8 @@ Rows (wall-clock seconds; SQLite and PostgreSQL columns from the same run):
 * ``read the leaderboard's runs``: :func:`~paizoo.leaderboard.render.collect_runs` of that grid;
 * ``render the leaderboard``: :func:`~paizoo.leaderboard.render_leaderboard` (Markdown, CSV and
   the plot, which dominates).
-Medians over ``--repeat`` repetitions for the reads and renders. Without ``--postgres`` a
+Medians over ``--repeat`` repetitions (the backends alternate, so both see the same machine
+load). Without ``--postgres`` a
 throwaway PostgreSQL server is started from Debian's binaries (as the tests do: Unix socket,
 ``fsync=off``, so the PostgreSQL column is a lower bound for a durable server; SQLite runs with
 its defaults here: WAL, ``synchronous=NORMAL``).
@@ -64,12 +65,9 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    return statistics.median(timed(fn) for _ in range(repeat))
-
-
-def measure(open_fresh: Callable[[], object], source, config, records, repeat: int,
+def measure(open_fresh: Callable[[], object], source, config, records,
             out_dir: Path) -> dict[str, float]:
+    """One repetition of every row on fresh stores from ``open_fresh``."""
     from paizoo.leaderboard.render import collect_runs, render_leaderboard
     from paizoo.results import owner_id
 
@@ -91,11 +89,10 @@ def measure(open_fresh: Callable[[], object], source, config, records, repeat: i
     grid = source.records()
     rows[f"import the leaderboard ({len(grid)} runs)"] = timed(lambda: [store.add(r)
                                                                           for r in grid])
-    n = len(collect_runs(config, store))
-    rows[f"read the leaderboard's runs ({n})"] = median_time(
-        lambda: collect_runs(config, store), repeat)
-    rows["render the leaderboard (md, csv, png)"] = median_time(
-        lambda: render_leaderboard(config, store, out_dir=out_dir), repeat)
+    rows[f"read the leaderboard's runs ({len(collect_runs(config, store))})"] = timed(
+        lambda: collect_runs(config, store))
+    rows["render the leaderboard (md, csv, png)"] = timed(
+        lambda: render_leaderboard(config, store, out_dir=out_dir))
     store.close()
     return rows
 
@@ -144,18 +141,22 @@ def main(argv: list[str] | None = None) -> int:
             def fresh_postgres():
                 return open_store(server.new_database(), files_dir=work / "pg-files")
 
-        results = {}
-        for name, opener in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
-            results[name] = measure(opener, source, config, records, args.repeat,
-                                    work / f"render-{name}")
+        times: dict[str, dict[str, list[float]]] = {"SQLite": {}, "PostgreSQL": {}}
+        for _ in range(args.repeat):  # alternate the backends so both see the same load
+            for name, opener in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
+                for op, seconds in measure(opener, source, config, records,
+                                           work / f"render-{name}").items():
+                    times[name].setdefault(op, []).append(seconds)
+        results = {name: {op: statistics.median(v) for op, v in rows.items()}
+                   for name, rows in times.items()}
         source.close()
     finally:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Results store: SQLite vs PostgreSQL (seconds, wall clock; median of {args.repeat} "
-          "for reads and renders)")
+    print(f"Results store: SQLite vs PostgreSQL (seconds, wall clock, median of {args.repeat} "
+          "repetitions on fresh stores)")
     print(f"| {'operation':<42} | {'SQLite':>8} | {'PostgreSQL':>10} | {'PG / SQLite':>11} |")
     print(f"|{'-' * 44}|{'-' * 9}:|{'-' * 11}:|{'-' * 12}:|")
     for op, sqlite_s in results["SQLite"].items():

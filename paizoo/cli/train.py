@@ -130,6 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    samples_per_class=args.samples_per_class)
         if requires_data else None)
     store = open_store(args.store) if args.store else None
+    if store is not None and spec.key not in store:
+        store.check_writable()  # a read-only store fails now, not after the training
+        store.import_pending()
     if store is not None and spec.key in store:
         rec = store.get(spec.key)
         assert rec is not None
@@ -169,8 +172,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if record.mask_path:
         print(f"mask written to {record.mask_path}")
     if store is not None:
-        store.add(record)
-        print(f"recorded in {store.location} (run {record.run_key})")
+        if store.add_reliably(record) == "pending":
+            print(f"{store.location} is unavailable: the run is kept in {store.pending_file} "
+                  "and recorded by the next run (train or leaderboard) on this store")
+        else:
+            print(f"recorded in {store.location} (run {record.run_key})")
         store.close()
     return 0
 

@@ -218,7 +218,7 @@ def run_leaderboard(
         bar.close()
         if leased_by_others and wait_for_others and not report.stopped_at_limit:
             say(f"waiting for {len(leased_by_others)} run(s) that other runners hold (taken "
-                f"over if their leases expire, {lease_ttl_s:g} s after their last renewal)")
+                "over if their leases expire: a runner that dies stops renewing them)")
             poll = min(lease_ttl_s / 4, 5.0)
             while leased_by_others:
                 if limit is not None and len(report.ran) >= limit:

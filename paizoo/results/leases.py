@@ -133,6 +133,8 @@ class LeaseKeeper:
                                     self.lost.add(key)
                                     self._held.discard(key)
                 except StoreError as exc:  # locked or unreachable: try again at the next beat
+                    if conn is not None:
+                        conn.reconnect_if_broken()
                     print(f"paizoo: could not renew leases on {self.store.location}: {exc}",
                           file=sys.stderr, flush=True)
         finally:

@@ -84,12 +84,14 @@ class PostgresStore(BaseStore):
     def reopen(self) -> PostgresStore:
         return PostgresStore(self.url, timeout=self.timeout, files_dir=self._files_dir)
 
-    def _reconnect_if_broken(self) -> None:
-        if self._conn.closed or self._conn.broken:
-            try:
-                self._conn = self._connect()
-            except StoreError:
-                pass  # still down; the next attempt tries again
+    def reconnect_if_broken(self) -> bool:
+        if not (self._conn.closed or self._conn.broken):
+            return False
+        try:
+            self._conn = self._connect()
+        except StoreError:
+            return False  # still down; the next attempt tries again
+        return True
 
     # ---- schema ---------------------------------------------------------------------------------
     @property

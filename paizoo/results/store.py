@@ -212,10 +212,16 @@ class BaseStore:
         return conn.execute(self._sql(sql), tuple(params))
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        try:
-            return list(self._exec(self._conn, sql, params).fetchall())
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        for attempt in (1, 2):  # reads are retried once on a new connection if it broke
+            try:
+                return list(self._exec(self._conn, sql, params).fetchall())
+            except Exception as exc:
+                error = self._translate(exc)
+                if attempt == 1 and isinstance(error, StoreUnavailableError) and (
+                        self.reconnect_if_broken()):
+                    continue
+                raise error from exc
+        raise AssertionError("unreachable")
 
     def _scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
         rows = self._query(sql, params)
@@ -241,11 +247,17 @@ class BaseStore:
     def transaction(self) -> Iterator[Any]:
         """``BEGIN`` (SQLite: ``IMMEDIATE``) ... ``COMMIT``, rolled back on any exception
         (KeyboardInterrupt included). Database errors become :class:`StoreError` s."""
-        conn = self._conn
         try:
-            self._begin(conn)
+            self._begin(self._conn)
         except Exception as exc:
-            raise self._translate(exc) from exc
+            error = self._translate(exc)
+            if not (isinstance(error, StoreUnavailableError) and self.reconnect_if_broken()):
+                raise error from exc
+            try:  # a new connection, the old one broke (e.g. the server restarted)
+                self._begin(self._conn)
+            except Exception as exc2:
+                raise self._translate(exc2) from exc2
+        conn = self._conn
         try:
             yield conn
         except BaseException as exc:
@@ -413,7 +425,7 @@ class BaseStore:
                     break
                 time.sleep(wait)
                 wait = min(wait * 2, 30.0)
-                self._reconnect_if_broken()
+                self.reconnect_if_broken()
             except StoreError as exc:  # not transient (e.g. disk full): keep it, then say so
                 _append_jsonl(self.pending_file, record.to_row())
                 raise StoreError(f"{exc}; the finished run {record.run_key} is kept in "
@@ -427,8 +439,10 @@ class BaseStore:
         return self.pending_file.with_name(
             self.pending_file.name.removesuffix(".jsonl") + ".rejected.jsonl")
 
-    def _reconnect_if_broken(self) -> None:
-        """Reconnect after a lost connection (PostgreSQL); SQLite connections do not break."""
+    def reconnect_if_broken(self) -> bool:
+        """Reconnect if the connection was lost (PostgreSQL; SQLite connections do not break);
+        ``True`` if there is a new connection."""
+        return False
 
     def import_pending(self) -> tuple[int, int]:
         """Add the records of :attr:`pending_file` (and of imports that a killed process left
