@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..leaderboard.config import LeaderboardConfig
+from ..leaderboard.executor import Executor
 from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
 from ..results.store import BaseStore, is_url, open_store
 
@@ -48,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--wandb", action="store_true", help="log each run to Weights & Biases")
     r.add_argument("--wandb-project", default="paizoo")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1 ... (default: the config's train.device, else CUDA "
+                        "if any); not part of a run's identity")
+    _add_executor_args(r)
     r.set_defaults(func=cmd_run)
 
     d = lsub.add_parser("render", help="write NAME.md, NAME.csv and NAME.png from the store",
@@ -67,6 +72,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--missing", action="store_true", help="list the missing runs")
     s.set_defaults(func=cmd_status)
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
+
+
+def _add_executor_args(r: argparse.ArgumentParser) -> None:
+    g = r.add_argument_group(
+        "cluster", "Run the grid on a Ray cluster or on SLURM; this process stays the only "
+                   "writer of the store (see README, 'Run a grid on a cluster').")
+    g.add_argument("--executor", choices=("sequential", "ray", "slurm"), default="sequential",
+                   help="sequential: one run after the other in this process (default); ray: "
+                        "each run a Ray task; slurm: each run a SLURM job (submitit)")
+    g.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                   help="at most N runs in flight (default: as many as the cluster holds)")
+    g.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="resubmit a run whose worker or job died at most N times (default 2)")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a "
+                        "local cluster on this machine)")
+    g.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the local Ray cluster (default: all of this machine's)")
+    g.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the "
+                   "cluster's default)")
+    g.add_argument("--slurm-time", type=int, default=60, metavar="MINUTES",
+                   help="time limit of each run's job (default 60)")
+    g.add_argument("--slurm-gpus", type=int, default=None,
+                   help="GPUs per job (default: each model's resources.gpus, rounded up)")
+    g.add_argument("--slurm-array-parallelism", type=int, default=64, metavar="N",
+                   help="at most N jobs of an array running at once (default 64)")
+    g.add_argument("--slurm-folder", default=None,
+                   help="submitit's job folder, on a filesystem the nodes share (default: "
+                        "submitit/ next to the store)")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"), default=None,
+                   help="local: run the jobs as processes on this machine (default: SLURM "
+                        "when sbatch is found)")
+
+
+def _make_executor(args: argparse.Namespace, files_dir: Path) -> Executor | None:
+    """The executor the options ask for; refuses options of another executor."""
+    from ..errors import PaizooError
+
+    def refuse(names: list[str], executor: str) -> None:
+        given = [n for n in names if getattr(args, n) is not None]
+        if given:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given)
+            raise PaizooError(f"{flags} only apply with --executor {executor}")
+
+    slurm_only = ["slurm_partition", "slurm_gpus", "slurm_folder", "slurm_cluster"]
+    if args.executor != "ray":
+        refuse(["address", "num_cpus"], "ray")
+    if args.executor != "slurm":
+        refuse(slurm_only, "slurm")
+    if args.executor == "sequential":
+        refuse(["max_concurrent"], "ray or slurm")
+        return None
+    if args.executor == "ray":
+        from ..leaderboard.ray_executor import RayExecutor
+
+        return RayExecutor(args.address, num_cpus=args.num_cpus)
+    from ..leaderboard.slurm_executor import SlurmExecutor
+
+    return SlurmExecutor(args.slurm_folder or files_dir / "submitit",
+                         partition=args.slurm_partition, time_min=args.slurm_time,
+                         gpus=args.slurm_gpus, array_parallelism=args.slurm_array_parallelism,
+                         cluster=args.slurm_cluster)
 
 
 def _load(name_or_path: str, explicit: str | None = None) -> LeaderboardConfig:
@@ -99,9 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if args.data_root:
         config = dataclasses.replace(config, data_root=args.data_root)
+    if args.device:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       device=args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     store = _store(config, args.store)
+    executor = _make_executor(args, store.files_dir)
     try:
         report = run_leaderboard(
             config, store, limit=args.limit, shard=parse_shard(args.shard),
@@ -109,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=False if args.quiet else None,
             lease_ttl_s=args.lease_ttl,
             wandb=WandbOptions(project=args.wandb_project, group=config.name)
-            if args.wandb else None)
+            if args.wandb else None, executor=executor, max_retries=args.max_retries,
+            max_concurrent=args.max_concurrent)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished run is in {store.location}; run the same command "
               "again to resume", file=sys.stderr)

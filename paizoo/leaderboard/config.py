@@ -19,7 +19,9 @@ Keys: ``name`` (default: the file name), ``description``, ``dataset``, ``fallbac
 (used with a notice when ``dataset`` is not installed), ``fallback_train`` (training overrides
 that apply on the fallback, e.g. more epochs for a tiny dataset), ``data_root``, ``store``
 (default ``runs/paizoo.db``), ``models`` (each ``name``, optional ``label``, ``config`` = model
-keyword arguments, ``train`` = overrides of the training config for this model), ``pruners``
+keyword arguments, ``train`` = overrides of the training config for this model, ``resources`` =
+what one run needs on a cluster worker, ``{cpus: 1, gpus: 0.25}``, default one CPU and no GPU;
+fractions of a GPU let small models share one; not part of a run's identity), ``pruners``
 (each ``name``, optional ``label``, ``config`` = pruner options, which may include the
 :func:`paizoo.prune` keywords ``cover``, ``include`` and ``exclude``, and ``models`` = the model
 names or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
@@ -50,17 +52,20 @@ from ..training.config import (
     canonical_json,
     from_mapping,
 )
+from .executor import Resources
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A model of the grid: registry ``name``, display ``label``, keyword ``config``, and
-    ``train`` overrides of the grid's training configuration (e.g. another weight decay)."""
+    """A model of the grid: registry ``name``, display ``label``, keyword ``config``,
+    ``train`` overrides of the grid's training configuration (e.g. another weight decay), and
+    the ``resources`` one of its runs asks an executor for (``{cpus: 1, gpus: 0.25}``)."""
 
     name: str
     label: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_str(self.name, "models[].name")
@@ -69,6 +74,8 @@ class ModelEntry:
         _require_mapping(self.train, f"models[{self.name}].train")
         object.__setattr__(self, "config", dict(self.config))
         object.__setattr__(self, "train", dict(self.train))
+        object.__setattr__(self, "resources", _resources(self.resources,
+                                                         f"models[{self.name}].resources"))
 
 
 @dataclass(frozen=True)
@@ -257,6 +264,14 @@ class LeaderboardConfig:
                       spec.pruner)
         return model, pruner
 
+    def resources_for(self, spec: RunSpec) -> Resources:
+        """The resources a run of ``spec`` asks an executor for (its model entry's)."""
+        for m in self.models:
+            if m.name == spec.model and canonical_json(m.config) == canonical_json(
+                    spec.model_config):
+                return Resources(**m.resources)
+        return Resources()
+
     @property
     def num_runs(self) -> int:
         return len(self.cells()) * len(self.seeds)
@@ -354,6 +369,25 @@ def _as_list(value: Any, where: str) -> list[Any]:
 def _require_str(value: Any, where: str) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+
+
+def _resources(value: Any, where: str) -> dict[str, float]:
+    """Validate ``{cpus: 1, gpus: 0.25}``: cpus > 0, gpus >= 0 and a whole number above 1."""
+    _require_mapping(value, where)
+    unknown = sorted(set(value) - {"cpus", "gpus"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; use cpus and gpus, e.g. "
+                          "{cpus: 1, gpus: 0.25}")
+    out = {"cpus": value.get("cpus", 1), "gpus": value.get("gpus", 0)}
+    for name, number in out.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or \
+                not math.isfinite(number) or number < 0 or (name == "cpus" and number == 0):
+            raise ConfigError(f"{where}.{name}: expected a number "
+                              f"{'> 0' if name == 'cpus' else '>= 0'}, got {number!r}")
+    if out["gpus"] > 1 and out["gpus"] != int(out["gpus"]):
+        raise ConfigError(f"{where}.gpus: a run uses a fraction of one GPU or whole GPUs, got "
+                          f"{out['gpus']!r}")
+    return {k: float(v) for k, v in out.items()}
 
 
 def _require_mapping(value: Any, where: str) -> None:

@@ -28,6 +28,7 @@ from ..training.logs import WandbOptions
 from ..training.loop import select_device
 from ..training.masking import MaskMode
 from .config import LeaderboardConfig
+from .executor import Executor, dispatch, on_cpu
 from .validate import validate_entries
 
 RunFn = Callable[..., RunRecord]
@@ -137,6 +138,9 @@ def run_leaderboard(
     owner: str | None = None,
     wait_for_others: bool = True,
     retry_s: float = 300.0,
+    executor: Executor | None = None,
+    max_retries: int = 2,
+    max_concurrent: int | None = None,
 ) -> RunReport:
     """Run every run of the grid that is not in ``store`` yet.
 
@@ -167,6 +171,10 @@ def run_leaderboard(
         wait_for_others: after its own runs, wait for the runs other runners hold (``False``:
             return, leaving them to those runners).
         retry_s: how long to retry recording a finished run before keeping it pending.
+        executor: run on Ray, SLURM... (:mod:`paizoo.leaderboard.executor`; default: one
+            run after the other in this process); this process still writes every result.
+        max_retries / max_concurrent: with an executor, how often a run whose worker died is
+            resubmitted, and how many runs are in flight at most (default: the executor's).
     """
     say = echo or tqdm.write
     requires = config.pruner_requirements()  # fail on unknown pruners before any work
@@ -176,7 +184,8 @@ def run_leaderboard(
     if imported:
         say(f"imported {imported} finished run(s) that an earlier run could not write to "
             f"{store.location} (from {store.pending_file})")
-    data = data or resolve_dataset(config, notice=say)
+    # with an executor the workers load the data; the driver only needs its name, on the CPU
+    data = data or resolve_dataset(config if executor is None else on_cpu(config), notice=say)
     validate_entries(config, data.name)  # every pruner and model entry, before the first run
     specs = config.specs(data.name, requires)
     indexed = list(enumerate(specs))
@@ -189,6 +198,12 @@ def run_leaderboard(
         f"{store.location}, {len(todo)} to run"
         + (f" (limit {limit})" if limit is not None else ""))
     owner = owner or owner_id()
+    if executor is not None:
+        return dispatch(config, store, executor, todo, report, data=data, total=len(specs),
+                        limit=limit, keep_going=keep_going, mask_mode=mask_mode, wandb=wandb,
+                        run_fn=run_fn, max_retries=max_retries, max_concurrent=max_concurrent,
+                        progress=progress, say=say, owner=owner, lease_ttl_s=lease_ttl_s,
+                        wait_for_others=wait_for_others, retry_s=retry_s)
     context = _RunContext(config, store, data, owner, lease_ttl_s, run_fn, report, say,
                           keep_going, retry_s, len(specs),
                           dict(mask_mode=mask_mode, progress=progress, wandb=wandb))

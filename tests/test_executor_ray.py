@@ -1,0 +1,223 @@
+"""The Ray executor on a real local Ray cluster (2 CPUs, started once for this module): a grid
+recorded once and identical to the sequential runner's, datasets loaded once per worker
+process, a killed worker's run retried, a killed driver resumed without duplicates."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="the Ray executor needs `pip install 'paizoo[ray]'`")
+
+import _executor_testlib as lib
+
+from paizoo.cli import main
+from paizoo.leaderboard import parse_config, run_leaderboard
+from paizoo.leaderboard.executor import (
+    DataSource,
+    ExecutorError,
+    Resources,
+    RunTask,
+)
+from paizoo.leaderboard.ray_executor import RayExecutor
+from paizoo.masks import Mask
+from paizoo.results import ResultStore
+
+# every test of this module on one pytest-xdist worker: one Ray cluster per test session
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU cluster started the way `--executor ray` without --address does."""
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(lib)
+    executor = RayExecutor(num_cpus=2, num_gpus=1)  # a logical GPU: scheduling only
+    executor.start()
+    yield ray
+    executor.close()
+    assert not ray.is_initialized()
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _untimed(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in epoch.items() if not k.endswith("_time_s")} for epoch in history]
+
+
+def test_local_cluster_is_private(ray_cluster):
+    context = ray_cluster.get_runtime_context()
+    assert context.gcs_address.startswith("127.0.0.1:")  # loopback only
+    assert ray_cluster.cluster_resources()["CPU"] == 2
+    # workers run at this process's priority (Ray's default would be nice 15)
+    assert ray_cluster.get(ray_cluster.remote(lib.niceness).remote()) == os.nice(0)
+
+
+def test_grid_on_ray_matches_the_sequential_runner(ray_cluster, tmp_path, capsys):
+    cfg = lib.grid(tmp_path)
+    path = lib.write_grid(tmp_path, cfg)
+    assert main(["leaderboard", "run", str(path), "--executor", "ray", "--max-concurrent", "2",
+                 "--no-render", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "running on Ray (a local cluster: 2 CPUs, 1 GPU), at most 2 at a time" in out
+    store = ResultStore(cfg["store"])
+    config = parse_config(cfg)
+    records = {r.run_key: r for r in store.records()}
+    assert len(store) == len(records) == config.num_runs == 5
+    assert set(records) == {s.key for s in config.specs()}
+    # the same grid run one after the other in this process: identical results
+    seq = ResultStore(tmp_path / "seq" / "paizoo.db")
+    run_leaderboard(config, seq, progress=False, echo=_quiet)
+    for ref in seq.records():
+        got = records[ref.run_key]
+        assert _untimed(got.history) == _untimed(ref.history)
+        assert got.final_test_acc == ref.final_test_acc and got.kept == ref.kept
+        assert got.dense_test_acc == ref.dense_test_acc is not None or ref.pruner == "dense"
+        assert Path(got.log_path).read_text().count("\n") == Path(ref.log_path).read_text(
+        ).count("\n") > 0
+        if ref.mask_path is not None:  # the mask came back as bytes, into the store's folder
+            assert Path(got.mask_path).parent == store.masks_dir
+            assert Mask.load(got.mask_path) == Mask.load(ref.mask_path)
+            assert Mask.load_metadata(got.mask_path) == Mask.load_metadata(ref.mask_path)
+    # re-running finds nothing to do
+    assert main(["leaderboard", "run", str(path), "--executor", "ray", "--no-render",
+                 "--quiet"]) == 0
+    assert "ran 0, 5/5 done" in capsys.readouterr().out and len(store) == 5
+
+
+def test_each_worker_process_loads_the_dataset_once(ray_cluster, tmp_path):
+    config = parse_config(lib.grid(tmp_path))
+    executor = RayExecutor()  # Ray is initialised: reuses the module's cluster
+    executor.start()
+    # a root of its own: a cache key no earlier test loaded (digits ignores the root)
+    source = DataSource(name="digits", root=str(tmp_path), device="cpu")
+    tasks = [RunTask(spec=s, position=i, resources=Resources(), data=source,
+                     run_fn=lib.TracedRun(tmp_path / "traces"))
+             for i, s in enumerate(config.specs())]
+    executor.submit(tasks)
+    results = []
+    while len(results) < len(tasks):
+        results += executor.wait(timeout=30)
+    assert all(f.result is not None and f.result.error is None for f in results)
+    pids = {f.result.pid for f in results}
+    loads = [f.result.pid for f in results if f.result.loaded_data]
+    assert sorted(loads) == sorted(pids)  # one load per worker process, however many runs
+    # runs given (a share of) a GPU get a fresh process each: a process stays on its first GPU
+    gpu_tasks = [dataclasses.replace(t, resources=Resources(cpus=1, gpus=0.5))
+                 for t in tasks[:2]]
+    executor.submit(gpu_tasks)
+    on_gpu = []
+    while len(on_gpu) < len(gpu_tasks):
+        on_gpu += executor.wait(timeout=30)
+    assert all(f.result.error is None and f.result.loaded_data for f in on_gpu)
+    assert len({f.result.pid for f in on_gpu} | pids) == len(pids) + 2
+    executor.close()
+    assert ray_cluster.is_initialized()  # not ours to shut down
+
+
+def test_killed_worker_is_retried_and_recorded_once(ray_cluster, tmp_path):
+    config = parse_config(lib.grid(tmp_path))
+    victim = config.specs()[2]
+    traces = tmp_path / "traces"
+    messages: list[str] = []
+    store = ResultStore(config.store)
+    report = run_leaderboard(config, store, executor=RayExecutor(), progress=False,
+                             run_fn=lib.TracedRun(traces, kill_key=victim.key),
+                             echo=messages.append)
+    assert (traces / "killed").exists()
+    retry = [m for m in messages if m.startswith("RETRY")]
+    assert len(retry) == 1 and victim.describe() in retry[0]
+    assert len(report.ran) == len(store) == 5 and not report.failed
+    counts = lib.attempts(traces)
+    assert counts == {s.key: 1 + (s.key == victim.key) for s in config.specs()}
+    assert len({r.run_key for r in store.records()}) == 5
+
+
+def test_worker_that_keeps_dying_fails_after_max_retries(ray_cluster, tmp_path):
+    config = parse_config(lib.grid(tmp_path, pruners=[], sparsities=[]))
+    traces = tmp_path / "traces"
+
+    class AlwaysDies(lib.TracedRun):
+        def __call__(self, spec, data, **kwargs):
+            (Path(self.folder) / "killed").unlink(missing_ok=True)
+            return super().__call__(spec, data, **kwargs)
+
+    dense = config.specs()[0]
+    store = ResultStore(config.store)
+    with pytest.raises(ExecutorError, match="its worker died 2 times"):
+        run_leaderboard(config, store, executor=RayExecutor(), progress=False, max_retries=1,
+                        run_fn=AlwaysDies(traces, kill_key=dense.key), echo=_quiet)
+    assert len(store) == 0 and lib.attempts(traces) == {dense.key: 2}
+
+
+def test_killed_driver_resumes_without_duplicates(ray_cluster, tmp_path):
+    cfg = lib.grid(tmp_path)
+    config = parse_config(cfg)
+    traces = tmp_path / "traces"
+    address = ray_cluster.get_runtime_context().gcs_address
+    before = lib.kill_driver_mid_grid(
+        cfg, tmp_path, "import ray.cloudpickle\nray.cloudpickle.register_pickle_by_value(lib)\n"
+                       "from paizoo.leaderboard.ray_executor import RayExecutor\n"
+                       f"executor = RayExecutor({address!r})", traces, sleep_s=0.5)
+    assert 1 <= before < config.num_runs == 5
+    store = ResultStore(config.store)
+    done_before = {r.run_key for r in store.records()}
+    report = run_leaderboard(config, store, executor=RayExecutor(), progress=False,
+                             run_fn=lib.TracedRun(traces), echo=_quiet)
+    assert report.already_done == before and len(report.ran) == 5 - before
+    keys = [r.run_key for r in store.records()]
+    assert len(keys) == len(set(keys)) == 5
+    counts = lib.attempts(traces)
+    assert all(counts[k] == 1 for k in done_before)  # finished runs were not run again
+
+
+def test_cuda_without_a_gpu_resource_is_refused(ray_cluster, tmp_path):
+    cfg = lib.grid(tmp_path)
+    cfg["train"] = {**cfg["train"], "device": "cuda"}
+    config = parse_config(cfg)
+    with pytest.raises(ExecutorError, match=r"asks for no GPU; give the model entry "
+                                            r"resources: \{gpus: 1\}"):
+        run_leaderboard(config, ResultStore(config.store), executor=RayExecutor(),
+                        progress=False, echo=_quiet)
+
+
+def test_two_drivers_share_a_postgresql_store(ray_cluster, postgres_url, tmp_path):
+    """Two drivers on one cluster and one PostgreSQL store (threads of this process, each its
+    own connection and lease owner): every run trained once and recorded once."""
+    import threading
+
+    from paizoo.results import open_store
+
+    cfg = lib.grid(tmp_path, store=postgres_url)
+    config = parse_config(cfg)
+    traces = tmp_path / "traces"
+    reports, errors = [], []
+
+    def drive() -> None:
+        try:
+            reports.append(run_leaderboard(
+                config, open_store(postgres_url), executor=RayExecutor(), progress=False,
+                run_fn=lib.TracedRun(traces, sleep_s=0.3), max_concurrent=1, echo=_quiet))
+        except Exception as exc:  # reported below, with the thread's other outcome
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(reports) == 2
+    store = open_store(postgres_url)
+    keys = [r.run_key for r in store.records()]
+    assert sorted(keys) == sorted(s.key for s in config.specs())  # each once
+    assert sum(len(r.ran) for r in reports) == 5
+    assert lib.attempts(traces) == {s.key: 1 for s in config.specs()}  # no run trained twice
+    assert all(store.mask_file(r) is not None and store.mask_file(r).is_file()
+               for r in store.records() if r.pruner != "dense")
