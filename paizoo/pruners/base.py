@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import diagnostics
 from ..batches import Batch, as_batches
-from ..errors import MissingDataError, SparsityError
+from ..errors import MissingDataError, ScoreError, SparsityError
 from ..masks import Mask
 from ..params import Patterns, prunable_parameters
 from ..reparam import remove_masks
@@ -192,6 +193,8 @@ class Pruner(ABC):
                 "masks (paizoo.remove_masks) and start from the dense model")
 
         device = next(iter(params.values())).device
+        findings = diagnostics.find_near_zero_scales(work)  # before scoring; named in warnings
+        zero_scored: list[str] = []
         ctx = PruneContext(
             model=work, params=params,
             initial={n: p.detach().clone() for n, p in params.items()},
@@ -223,10 +226,18 @@ class Pruner(ABC):
                     eligible: Mask | None = mask
                 else:  # non-monotone pruners may revive weights of earlier rounds, never ones
                     eligible = start  # the model had already pruned before pruning started
+                zero = diagnostics.zero_score_layers(scores, eligible)
+                if len(zero) == len(scores):
+                    raise ScoreError(diagnostics.all_zero_message(self.name, r, self.rounds,
+                                                                  findings))
+                if r == 0:
+                    zero_scored = zero
                 budget = self.budgets(shapes, round_density)
                 mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()})
-        mask.warn_if_collapsed(stacklevel=3)
+        diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
+                                       zero_scored=zero_scored, findings=findings, seed=seed,
+                                       stacklevel=3)
         return mask
 
     def _check_data(self, data: object) -> list[Batch] | None:
