@@ -339,3 +339,16 @@ def all_zero_message(pruner: str, round_index: int, rounds: int,
 def fix_hint_from_findings(findings: Sequence[ScaleFinding]) -> str:
     return ("score a copy with these scales set to 1 (paizoo.diagnostics.with_unit_scales)"
             if findings else "")
+
+
+class OffTargetWarning(UserWarning):
+    """A pruner was allowed (``allow_off_target=True``) to miss the requested kept count."""
+
+
+def warn_off_target(pruner: str, kept: int, requested: int, total: int, why: str,
+                    stacklevel: int = 2) -> None:
+    """Say that a mask keeps ``kept`` of ``total`` weights instead of ``requested``, and why."""
+    warnings.warn(
+        f"{pruner}: the mask keeps {kept} of {total} weights (sparsity {1 - kept / total:.4g}) "
+        f"instead of the requested {requested} (sparsity {1 - requested / total:.4g}): {why}",
+        OffTargetWarning, stacklevel=stacklevel + 1)

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..results.store import ResultStore
-from ..sparsity import kept_count
+from ..sparsity import off_target
 from ..training.config import canonical_json
 from .config import LeaderboardConfig
 from .runner import dataset_in_store
@@ -36,9 +36,6 @@ from .runner import dataset_in_store
 COLLAPSE_MARK = "†"
 CHANCE_MARK = "‡"
 OFF_TARGET_MARK = "§"
-#: a mask is "off target" when it keeps more than this fraction (or one weight, whichever is
-#: more) more or fewer weights than kept_count(1 - s, N); exact-sparsity pruners never are
-OFF_TARGET_TOLERANCE = 0.01
 #: a run "stayed at chance" when its final training loss is at least this fraction of ln C, the
 #: cross-entropy of a uniform prediction over C classes (it diverged, or no signal got through)
 CHANCE_LOSS_FRACTION = 0.99
@@ -95,10 +92,7 @@ def collect_runs(config: LeaderboardConfig, store: ResultStore, dataset: str | N
 
 def _off_target(kept: int, total: int, sparsity: float) -> bool:
     """Whether a mask keeping ``kept`` of ``total`` weights missed the requested sparsity."""
-    if sparsity <= 0.0 or total <= 0:
-        return False
-    expected = kept_count(1.0 - sparsity, total)
-    return abs(kept - expected) > max(1.0, OFF_TARGET_TOLERANCE * expected)
+    return sparsity > 0.0 and off_target(kept, total, 1.0 - sparsity)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:

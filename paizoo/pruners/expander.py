@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..diagnostics import warn_off_target
 from ..errors import SparsityError
 from ._layer_densities import Distribution, check_distribution, layer_budgets
 from ._options import as_bool
@@ -341,8 +342,16 @@ class ExpanderPruner(Pruner):
                 "model that already carries a mask; remove it first (paizoo.remove_masks on a "
                 "fresh copy of the model) or use another pruner")
         shapes = {n: p.shape for n, p in ctx.params.items()}
+        layouts = self.layouts(shapes, ctx.density)
+        requested = sum(layer_budgets(shapes, ctx.density, self.distribution).values())
+        kept = sum(layout.kept for layout in layouts.values())
+        if kept != requested:  # only with allow_off_target
+            warn_off_target(
+                self.name, kept, requested, sum(math.prod(s) for s in shapes.values()),
+                "fewer edges than outputs; layers below one edge per output keep that minimum",
+                stacklevel=4)
         out = {}
-        for name, layout in self.layouts(shapes, ctx.density).items():
+        for name, layout in layouts.items():
             shape = tuple(shapes[name])
             groups = _groups(ctx.model, name)
             if shape[0] % groups:
