@@ -286,8 +286,11 @@ def warn_after_pruning(
     if collapsed:
         state = connectivity(model, mask, input_shape, seed)
         zero = [n for n in collapsed if n in zero_scored]
-        zero_note = (f" The scores of {len(zero)} of them were identically zero."
-                     if zero else "")
+        zero_note = (f" The scores of {len(zero)} of them were identically zero." if zero
+                     else "")
+        if zero_kept:  # one warning per call: the tie-broken layers are said here too
+            zero_note += (f" {len(zero_kept)} other layer(s) scored identically zero keep "
+                          f"weights chosen by the tie-break rule alone: {_names(zero_kept, 3)}.")
         if state.connected:
             warnings.warn(
                 f"layer collapse: {len(collapsed)} layer(s) keep no weight: "
@@ -302,7 +305,7 @@ def warn_after_pruning(
                 f"layer collapse: {len(collapsed)} layer(s) keep no weight and {verdict}: "
                 f"{_names(collapsed)}.{zero_note}{cause}", LayerCollapseWarning,
                 stacklevel=stacklevel + 1)
-    if zero_kept:
+    elif zero_kept:
         warnings.warn(
             f"the scores of {len(zero_kept)} layer(s) are identically zero: "
             f"{_names(zero_kept)}; the weights kept there are chosen by the tie-break rule "
@@ -315,6 +318,7 @@ def zero_score_layers(scores: Mapping[str, torch.Tensor],
     """Names of the layers whose scores are identically zero (over their eligible weights)."""
     out = []
     for name, s in scores.items():
+        s = s.detach()
         if eligible is not None:
             s = s[eligible[name].to(s.device).bool()]
         if not bool(s.ne(0).any()):

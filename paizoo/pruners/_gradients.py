@@ -47,7 +47,7 @@ def checked_loss(loss: object, targets: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(loss.detach())):
         ignored = bool((targets == -100).all()) if not targets.is_floating_point() else False
         raise ScoreError(
-            f"the pruning loss is {float(loss)}"
+            f"the pruning loss is {float(loss.detach())}"
             + (": every target of the batch is -100, cross-entropy's ignore_index, so the "
                "mean loss is 0/0; give batches with labelled samples" if ignored else
                "; check the data (NaN/inf inputs?) and the model's initialisation"))
