@@ -224,7 +224,7 @@ def test_all_zero_scores_raise() -> None:
     with torch.no_grad():
         for m in model:
             m.weight.zero_()
-    with pytest.raises(paizoo.ScoreError, match="every score of pruner 'magnitude' is zero.*"
+    with pytest.raises(paizoo.ScoreError, match=r"every score of pruner 'magnitude' is zero.*"
                        "tie-break"):
         paizoo.prune(model, "magnitude", sparsity=0.5)
 
