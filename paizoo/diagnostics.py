@@ -161,11 +161,13 @@ def connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
 
     First by counting the paths of the linearised network (norms and activations as identity,
     every kept weight an edge; :func:`paizoo.metrics.linearize.count_paths_log10`), a structural
-    answer independent of the weights' values. Models that have no linearisation (parameters
-    outside Conv/Linear/norm layers, such as layer scales, tokens or attention) are decided
-    functionally instead: the masked network (weights times mask, eval mode) is run on two
-    random inputs, and it is connected iff the two outputs differ. A disconnected network's
-    output is computed from biases alone and is bit-identical for both.
+    answer independent of the weights' values. Where that finds no path, or the model has no
+    linearisation (parameters outside Conv/Linear/norm layers, such as layer scales, tokens or
+    attention), it is decided functionally: the masked network (weights times mask, eval mode)
+    is run on two random inputs, and it is connected iff the two outputs differ. A disconnected
+    network's output is computed from biases alone and is bit-identical for both; a path count
+    of zero can miss the signal that passes a multiplicative gate whose own branch is pruned
+    (squeeze-and-excitation: ``x * sigmoid(0)``), which the functional check sees.
     """
     if input_shape is None:
         return Connectivity(None, "not checked: no input_shape")
@@ -176,12 +178,15 @@ def connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
         paths = count_paths_log10(linearized_copy(model, mask), shape)
     except Exception:
         paths = math.nan
-    if not math.isnan(paths):
-        if paths == -math.inf:
-            return Connectivity(False, "no input -> output path is left")
+    if not math.isnan(paths) and paths > -math.inf:
         count = "more than 1e308" if paths == math.inf else f"10^{paths:.1f}"
         return Connectivity(True, f"{count} input -> output paths remain")
-    return _functional_connectivity(model, mask, shape, seed)
+    functional = _functional_connectivity(model, mask, shape, seed)
+    if paths == -math.inf and functional.connected is not True:
+        return Connectivity(False, "no input -> output path is left")
+    # no path in the linearised network, yet the output depends on the input: a multiplicative
+    # gate (squeeze-and-excitation) whose branch is pruned still passes the signal (sigmoid(0))
+    return functional
 
 
 def _functional_connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
@@ -200,13 +205,14 @@ def _functional_connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
                 params[name].mul_(keep.to(device=device, dtype=params[name].dtype))
             work.eval()
             gen = torch.Generator().manual_seed(seed)
-            x = torch.rand((2, *shape), generator=gen).to(device)
-            out = work(x)
+            # one sample per call: the same kernels on the same shapes, so a constant output is
+            # bit-identical (rows of one batch may take different GEMM paths)
+            outs = [work(torch.rand((1, *shape), generator=gen).to(device)) for _ in range(2)]
     except Exception as exc:
         return Connectivity(None, f"not checked ({type(exc).__name__}: {exc})")
-    if not isinstance(out, torch.Tensor):
-        return Connectivity(None, f"not checked: the model returned a {type(out).__name__}")
-    if torch.equal(out[0], out[1]):
+    if not all(isinstance(out, torch.Tensor) for out in outs):
+        return Connectivity(None, f"not checked: the model returned a {type(outs[0]).__name__}")
+    if torch.equal(outs[0], outs[1]):
         return Connectivity(False, "the masked network's output no longer depends on its input")
     return Connectivity(True, "the masked network's output still depends on its input")
 

@@ -52,8 +52,9 @@ def _depends_on_input(model: nn.Module, mask: paizoo.Mask, shape: tuple[int, ...
     with torch.no_grad():
         for name, keep in mask.items():
             work.get_parameter(name).mul_(keep)
-        out = work(torch.rand(2, *shape, generator=torch.Generator().manual_seed(1)))
-    return not torch.equal(out[0], out[1])
+        gen = torch.Generator().manual_seed(1)  # one sample per call: bit-identical if constant
+        a, b = (work(torch.rand(1, *shape, generator=gen)) for _ in range(2))
+    return not torch.equal(a, b)
 
 
 # ---- finding (near-)zero scales -------------------------------------------------------------
