@@ -111,11 +111,10 @@ def prune_for(spec: RunSpec, model: Any, data: ExperimentData) -> tuple[Mask, fl
     sparsity and the rendered leaderboard marks it (§). It is not part of ``pruner_config``,
     so stored run keys do not change.
     """
-    import inspect
-
     from ..api import prune
     from ..diagnostics import OffTargetWarning
     from ..pruners import get_pruner_class
+    from ..pruners.registry import allowing_off_target
 
     batches = None
     if get_pruner_class(spec.pruner).requires_data:
@@ -125,10 +124,7 @@ def prune_for(spec: RunSpec, model: Any, data: ExperimentData) -> tuple[Mask, fl
         kwargs = cfg.to_dict() if cfg is not None else {}
         batches = pruning_batches(data.train, spec.pruner, num_classes=data.info.num_classes,
                                   seed=spec.seed, **kwargs)
-    options = dict(spec.pruner_config)
-    accepts = inspect.signature(get_pruner_class(spec.pruner).__init__).parameters
-    if "allow_off_target" in accepts:
-        options.setdefault("allow_off_target", True)
+    options = allowing_off_target(spec.pruner, dict(spec.pruner_config))
     device = next(model.parameters()).device
     start = time.perf_counter()
     with warnings.catch_warnings():
