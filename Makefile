@@ -5,15 +5,24 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.paizoo-installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test lint clean
+.PHONY: setup postgres data demo test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) postgres
+
+# The PostgreSQL store's tests start a throwaway server from Debian's `postgresql` package
+# (initdb + pg_ctl); install it when we may (root on Debian/Ubuntu) and it is missing.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+		>/dev/null 2>&1 || echo "note: could not install postgresql; its tests will skip"; \
+	fi
 
 # Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package when we may install it
 # (root on Debian/Ubuntu); otherwise the quick leaderboard falls back to scikit-learn's digits.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import diagnostics, graph, models
 from .api import prune
 from .errors import (
+    CoverageError,
     DatasetNotFoundError,
     MaskMismatchError,
     MissingDataError,
@@ -23,7 +24,7 @@ from .errors import (
     UnknownPrunerError,
     UnsupportedLayerError,
 )
-from .masks import LayerCollapseWarning, Mask
+from .masks import CoverageWarning, LayerCollapseWarning, Mask
 from .params import prunable_parameters
 from .pruners import PruneContext, Pruner, create_pruner, list_pruners, register_pruner
 from .reparam import apply_mask, remove_masks
@@ -31,6 +32,8 @@ from .reparam import apply_mask, remove_masks
 __version__ = "0.1.0"
 
 __all__ = [
+    "CoverageError",
+    "CoverageWarning",
     "DatasetNotFoundError",
     "LayerCollapseWarning",
     "Mask",

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from .masks import Mask
-from .params import Patterns
+from .params import Cover, Patterns
 from .pruners.base import LossFn, Pruner
 from .pruners.registry import create_pruner
 from .sparsity import resolve_density
@@ -26,6 +26,7 @@ def prune(
     seed: int = 0,
     include: Patterns = None,
     exclude: Patterns = None,
+    cover: Cover = None,
     loss_fn: LossFn | None = None,
     progress: bool | None = None,
     **config: Any,
@@ -44,8 +45,14 @@ def prune(
             an input (SynFlow); read from ``data`` when omitted.
         apply: also apply the mask to ``model`` in the ``torch.nn.utils.prune`` convention.
         seed: seeds every random draw; the same seed gives the same mask bit for bit.
-        include / exclude: glob patterns on parameter names (see
-            :func:`paizoo.params.prunable_parameters`).
+        include / exclude: glob patterns on parameter names; ``include`` narrows the covered
+            weights to the matching names and may add any other parameter, ``exclude`` always
+            wins (see :mod:`paizoo.params`).
+        cover: weights pruned besides Conv/Linear ones: ``"attention"``
+            (``nn.MultiheadAttention`` Q/K/V projections), ``"recurrent"`` (LSTM/GRU/RNN
+            ``weight_ih_l*``/``weight_hh_l*``), ``"embedding"``, a list of these, or ``"all"``;
+            ``None``/``"default"``: Conv/Linear only. Weights left dense are named by a
+            :class:`~paizoo.masks.CoverageWarning` and in ``mask.report()``.
         loss_fn: ``loss_fn(logits, targets)`` for data-driven pruners (cross-entropy default).
         progress: show a progress bar over rounds (default: only for multi-round pruners on a
             terminal).
@@ -66,7 +73,7 @@ def prune(
         instance = create_pruner(pruner, **config)
     mask = instance.compute_mask(
         model, target, data=data, input_shape=input_shape, seed=seed, include=include,
-        exclude=exclude, loss_fn=loss_fn, progress=progress)
+        exclude=exclude, loss_fn=loss_fn, progress=progress, cover=cover)
     if apply:
         mask.apply(model)
     return mask

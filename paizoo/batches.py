@@ -50,6 +50,20 @@ def as_batches(data: object, max_batches: int | None = None) -> list[Batch]:
     return out
 
 
+def check_target_range(targets: torch.Tensor, num_classes: int) -> None:
+    """Class targets must lie in ``[0, num_classes)`` for a model with that many logits: the one
+    check every data-driven pruner shares (instead of an opaque error inside the loss)."""
+    if targets.numel() == 0:
+        return
+    lo, hi = int(targets.min()), int(targets.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise MissingDataError(
+            f"target {bad} outside [0, {num_classes}) for the model's {num_classes} output "
+            "logits: the data's labels do not match the model's number of classes (build the "
+            "model with num_classes = the dataset's)")
+
+
 def stratified_sample(batches: Iterable[Batch], num_classes: int, per_class: int) -> Batch:
     """Draw the first ``per_class`` samples of each class, scanning batches in order.
 
@@ -61,10 +75,8 @@ def stratified_sample(batches: Iterable[Batch], num_classes: int, per_class: int
     ys: list[torch.Tensor] = []
     for x, y in batches:
         y_cpu = y.detach().cpu().long()
+        check_target_range(y_cpu, num_classes)
         for c in torch.unique(y_cpu).tolist():
-            if not 0 <= c < num_classes:
-                raise MissingDataError(
-                    f"target {c} outside [0, {num_classes}) for the model's output")
             room = per_class - int(counts[c])
             if room <= 0:
                 continue

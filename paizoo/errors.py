@@ -39,6 +39,11 @@ class NoPrunableParametersError(PaizooError, ValueError):
     """The model (after include/exclude filters) has no prunable parameter."""
 
 
+class CoverageError(PaizooError, ValueError):
+    """A parameter cannot be pruned as asked: an unknown ``cover=`` kind, or a parametrized
+    weight whose mask would not be exact on the weight the module computes."""
+
+
 class ScoreError(PaizooError, ValueError):
     """A pruner produced unusable scores (NaN, wrong shape, missing layers)."""
 
@@ -61,3 +66,16 @@ class GraphEncodingError(PaizooError, ValueError):
 
 class DatasetNotFoundError(PaizooError, FileNotFoundError):
     """A dataset's files were not found in any of the searched locations."""
+
+
+class PrunerOptionError(PaizooError, ValueError, TypeError):
+    """A pruner option is unknown or has a bad value (a ``TypeError`` too, as Python raises for
+    an unexpected keyword argument)."""
+
+
+class MaskFileError(PaizooError, ValueError):
+    """A mask file cannot be read: not a safetensors file, truncated, or not a paizoo mask."""
+
+
+class DeviceError(PaizooError, RuntimeError):
+    """A device name is not a PyTorch device, or the device is not available here."""

@@ -2,7 +2,9 @@
 
 A ``Mask`` maps parameter names (as in ``model.named_parameters()``; ``x.weight`` also when the
 model carries ``x.weight_orig`` after :meth:`Mask.apply`) to boolean tensors of the parameter's
-shape, ``True`` = kept. It is immutable in spirit: operations return new masks.
+shape, ``True`` = kept. It is read-only: it copies the tensors it is built from, ``mask[name]``
+returns a copy, and operations return new masks, so nothing done to a tensor taken out of a
+mask (``mask[name].fill_(True)``) or put into it changes the mask.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import MaskMismatchError
-from .params import Patterns, prunable_parameters
+from .errors import MaskFileError, MaskMismatchError
+from .params import Cover, Coverage, Patterns, parameter_table, prunable_parameters
 
 
 class LayerCollapseWarning(UserWarning):
     """Some layers of a mask keep no weight at all, and no input-output path is left (or it
     could not be checked); its subclass :class:`paizoo.diagnostics.BranchCollapseWarning`
     says that the network stays connected through other paths (residual shortcuts)."""
+
+
+class CoverageWarning(UserWarning):
+    """The model has parameters (attention, recurrent, embedding or other weights) that the
+    current coverage leaves dense; the message says which and what share of the model."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,9 @@ class Mask(Mapping[str, torch.Tensor]):
         mask.apply(model)         # torch.nn.utils.prune convention: weight_orig + weight_mask
     """
 
-    __slots__ = ("_tensors",)
+    __slots__ = ("_coverage", "_tensors")
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor]):
+    def __init__(self, tensors: Mapping[str, torch.Tensor], coverage: Coverage | None = None):
         converted: dict[str, torch.Tensor] = {}
         for name, t in tensors.items():
             if not isinstance(t, torch.Tensor):
@@ -68,26 +75,45 @@ class Mask(Mapping[str, torch.Tensor]):
                 if t.is_floating_point() and not torch.all((t == 0) | (t == 1)):
                     raise ValueError(f"mask entry {name!r} has values other than 0 and 1")
                 t = t != 0
+            else:
+                t = t.clone()  # the caller keeps its tensor; the mask keeps its own copy
             converted[name] = t.detach()
         self._tensors = converted
+        self._coverage = coverage
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """The model's parameters this mask leaves dense although they could be pruned
+        (attention, recurrent, embedding, other weights), when known (masks made by a pruner)."""
+        return self._coverage
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def ones(cls, model: nn.Module, include: Patterns = None, exclude: Patterns = None) -> Mask:
+    def ones(cls, model: nn.Module, include: Patterns = None, exclude: Patterns = None,
+             cover: Cover = None) -> Mask:
         """The dense mask (all kept) over the prunable parameters of ``model``."""
-        params = prunable_parameters(model, include, exclude)
+        params = prunable_parameters(model, include, exclude, cover)
         return cls({n: torch.ones_like(p, dtype=torch.bool) for n, p in params.items()})
 
     @classmethod
     def from_model(cls, model: nn.Module) -> Mask:
-        """Read the ``weight_mask`` buffers of a model masked by :meth:`apply` or torch prune."""
+        """Read the ``weight_mask`` buffers of a model masked by :meth:`apply` or torch prune.
+
+        A tied parameter (masked in every module that uses it) gives one entry, under the name
+        of its first use.
+        """
         tensors = {}
-        for module_name, module in model.named_modules():
+        seen: set[int] = set()
+        for module_name, module in model.named_modules(remove_duplicate=False):
             for buffer_name, buf in module.named_buffers(recurse=False):
                 param = buffer_name[: -len("_mask")]
                 # only pruning masks: ``x_mask`` next to a parameter ``x_orig`` (not, e.g., the
                 # ``attn_mask`` buffers of Swin-style attention)
                 if buffer_name.endswith("_mask") and f"{param}_orig" in module._parameters:
+                    orig = module._parameters[f"{param}_orig"]
+                    if id(orig) in seen:
+                        continue
+                    seen.add(id(orig))
                     full = f"{module_name}.{param}" if module_name else param
                     tensors[full] = buf != 0
         if not tensors:
@@ -98,7 +124,8 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # ---- mapping protocol ------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self._tensors[name]
+        """A copy of the mask of ``name`` (changing it does not change the mask)."""
+        return self._tensors[name].clone()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -160,8 +187,15 @@ class Mask(Mapping[str, torch.Tensor]):
                 f"layer collapse: {len(collapsed)} layer(s) keep no weight and disconnect the "
                 f"network: {', '.join(collapsed)}", LayerCollapseWarning, stacklevel=stacklevel + 1)
 
+    def warn_if_uncovered(self, stacklevel: int = 2) -> None:
+        """Warn (:class:`CoverageWarning`) when the model has weights this mask leaves dense."""
+        summary = self._coverage.summary() if self._coverage is not None else ""
+        if summary:
+            warnings.warn(summary, CoverageWarning, stacklevel=stacklevel + 1)
+
     def report(self) -> str:
-        """A plain-text table of per-layer and global density, flagging collapsed layers."""
+        """A plain-text table of per-layer and global density, flagging collapsed layers and
+        naming the model's weights the mask leaves dense (see :attr:`coverage`)."""
         rows = self.layers()
         width = max([len("layer"), *(len(r.name) for r in rows)])
         lines = [f"{'layer':<{width}}  {'shape':<20} {'kept':>12} {'total':>12} {'density':>9}"]
@@ -176,6 +210,9 @@ class Mask(Mapping[str, torch.Tensor]):
         collapsed = self.collapsed_layers()
         if collapsed:
             lines.append(f"layer collapse in {len(collapsed)} layer(s): {', '.join(collapsed)}")
+        summary = self._coverage.summary() if self._coverage is not None else ""
+        if summary:
+            lines.append(summary)
         return "\n".join(lines)
 
     # ---- comparisons ------------------------------------------------------------------------
@@ -198,22 +235,27 @@ class Mask(Mapping[str, torch.Tensor]):
 
     def __and__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] & other[n].bool() for n in self})
+        return Mask({n: self[n] & other[n].bool() for n in self}, self._coverage)
 
     def __or__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] | other[n].bool() for n in self})
+        return Mask({n: self[n] | other[n].bool() for n in self}, self._coverage)
 
     def to(self, device: torch.device | str) -> Mask:
-        return Mask({n: t.to(device) for n, t in self._tensors.items()})
+        return Mask({n: t.to(device) for n, t in self._tensors.items()}, self._coverage)
 
     def cpu(self) -> Mask:
         return self.to("cpu")
 
     # ---- model compatibility ----------------------------------------------------------------
     def check_compatible(self, model: nn.Module) -> None:
-        """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``."""
-        params = {**dict(model.named_parameters()), **_logical_weights(model)}
+        """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``.
+
+        Names are those of ``named_parameters()`` (``x`` for a masked ``x_orig``), and for a tied
+        parameter the name of any of its uses.
+        """
+        params = {n: info.param for info in parameter_table(model).values()
+                  for n in (info.name, *info.aliases)}
         problems = []
         for name, t in self._tensors.items():
             if name not in params:
@@ -244,48 +286,99 @@ class Mask(Mapping[str, torch.Tensor]):
 
         path = Path(path)
         meta = {"format": "paizoo-mask", "version": "1",
-                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True)}
+                "paizoo": json.dumps(dict(metadata or {}), default=str, sort_keys=True),
+                "names": json.dumps(list(self._tensors))}  # safetensors sorts the keys
         tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._tensors.items()}
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot write the mask to {path}: it is a folder")
         tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # nothing left behind when writing failed
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: nn.Module | None = None) -> Mask:
-        """Read a mask saved by :meth:`save`; with ``model``, check names and shapes against it."""
-        from safetensors import safe_open
+    def load(cls, path: str | os.PathLike, model: nn.Module | None = None, *,
+             strict: bool = True) -> Mask:
+        """Read a mask saved by :meth:`save`.
 
+        With ``model``, every name and shape is checked against it, and (``strict=True``, the
+        default) the file must cover every prunable layer of ``model``: a layer it lacks would
+        stay dense on :meth:`apply`. ``strict=False`` accepts such a partial mask (e.g. one
+        made with ``exclude=``).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            paizoo.errors.MaskFileError: the file is not a readable paizoo mask (corrupt,
+                truncated, another format, values other than 0/1), or holds no tensor.
+            paizoo.MaskMismatchError: the mask does not fit ``model``.
+        """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no mask file at {path}")
-        tensors = {}
-        with safe_open(str(path), framework="pt") as f:
-            for name in f.keys():
-                tensors[name] = f.get_tensor(name)
-        mask = cls(tensors)
+        tensors, meta = _read_safetensors(path, tensors=True)
+        if not tensors:
+            raise MaskFileError(f"the mask file {path} holds no tensor")
+        try:
+            order = json.loads(meta.get("names", "[]"))
+        except ValueError:
+            order = []
+        if isinstance(order, list) and sorted(order) == sorted(tensors):
+            tensors = {n: tensors[n] for n in order}  # the mask's own order (safetensors sorts)
+        try:
+            mask = cls(tensors)
+        except (TypeError, ValueError) as exc:
+            raise MaskFileError(f"{path} is not a paizoo mask: {exc}") from exc
         if model is not None:
             mask.check_compatible(model)
+            if strict:
+                missing = [n for n in prunable_parameters(model) if n not in mask._tensors]
+                if missing:
+                    raise MaskMismatchError(
+                        f"the mask file {path} lacks {len(missing)} of the "
+                        f"{len(missing) + len(mask)} prunable layer(s) of "
+                        f"{type(model).__name__} ({', '.join(missing[:10])}"
+                        f"{', ...' if len(missing) > 10 else ''}); applied, they would stay "
+                        "dense. Was it made for another model or with exclude=? Pass "
+                        "strict=False to accept a partial mask")
         return mask
 
     @staticmethod
     def load_metadata(path: str | os.PathLike) -> dict[str, object]:
-        """The ``metadata`` dict stored by :meth:`save`."""
-        from safetensors import safe_open
+        """The ``metadata`` dict stored by :meth:`save` (raises like :meth:`load`)."""
+        path = Path(path)
+        meta = _read_safetensors(path, tensors=False)[1]
+        try:
+            out = json.loads(meta.get("paizoo", "{}"))
+        except ValueError as exc:
+            raise MaskFileError(f"{path}: the paizoo metadata is not valid JSON: {exc}") from exc
+        if not isinstance(out, dict):
+            raise MaskFileError(f"{path}: the paizoo metadata is not a JSON object")
+        return out
 
+
+def _read_safetensors(path: Path, *, tensors: bool
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (if asked) and the header metadata of a safetensors file, every failure to
+    read it as a :class:`MaskFileError` naming the file."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no mask file at {path}")
+    out: dict[str, torch.Tensor] = {}
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return json.loads(meta.get("paizoo", "{}"))
-
-
-def _logical_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``x.weight`` -> ``x.weight_orig`` for modules whose masks are applied."""
-    out = {}
-    for name, p in model.named_parameters():
-        if name.endswith("_orig"):
-            out[name[: -len("_orig")]] = p
-    return out
+            if tensors:
+                for name in f.keys():
+                    out[name] = f.get_tensor(name)
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ...
+        detail = " ".join(str(exc).split())
+        raise MaskFileError(f"cannot read the mask file {path}: {detail} (a corrupt, "
+                            "truncated or non-safetensors file; save masks with Mask.save or "
+                            "`paizoo prune --out`)") from exc
+    return out, meta
 
 
 def compression_of(density: float) -> float:

@@ -67,7 +67,13 @@ def resolve_density(
         return value
     if not (0.0 <= value < math.inf):
         raise SparsityError(f"compression={value} is out of range: it must be finite and >= 0")
-    return 10.0 ** (-value)
+    density = 10.0 ** (-value)
+    if density == 0.0:
+        raise SparsityError(
+            f"compression={value:g} asks for density 10^-{value:g}, which underflows to 0 in "
+            "floating point (and would keep no weight): use a smaller compression, e.g. 3 for "
+            "density 0.001")
+    return density
 
 
 def kept_count(density: float, n: int) -> int:

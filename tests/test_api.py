@@ -30,10 +30,12 @@ def test_prune_masked_model_after_forward_with_grad() -> None:
     """Regression: a masked model holds non-leaf ``weight`` tensors, which ``deepcopy`` refuses."""
     torch.manual_seed(0)
     model = TinyAttention()
-    first = paizoo.prune(model, "magnitude", sparsity=0.5, apply=True)
+    with pytest.warns(paizoo.CoverageWarning, match=r"attention .*mha\.in_proj_weight"):
+        first = paizoo.prune(model, "magnitude", sparsity=0.5, apply=True)
     model(torch.randn(2, 4, 8)).sum().backward()
     hooks_before = len(model.mha._forward_pre_hooks)
-    second = paizoo.prune(model, "magnitude", sparsity=0.8)
+    with pytest.warns(paizoo.CoverageWarning, match=r"mha\.in_proj_weight"):
+        second = paizoo.prune(model, "magnitude", sparsity=0.8)
     assert second.num_kept == round(0.2 * first.num_total)
     assert all(bool((second[n] <= first[n]).all()) for n in first)  # pruned stays pruned
     assert len(model.mha._forward_pre_hooks) == hooks_before  # caller's hooks untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import sqlite3
 import statistics
 from pathlib import Path
@@ -26,7 +27,7 @@ from paizoo.leaderboard import (
 )
 from paizoo.leaderboard.render import CHANCE_MARK, OFF_TARGET_MARK
 from paizoo.pruners import list_pruners
-from paizoo.results import ResultStore
+from paizoo.results import ResultStore, open_store
 from paizoo.training import ConfigError
 from paizoo.training.experiment import build_model, run_experiment
 
@@ -115,13 +116,13 @@ def test_committed_configs_are_valid(path):
         assert len(config.specs()) == config.num_runs
 
 
-def test_end_to_end_grid_renders_md_csv_png(tmp_path, capsys):
-    cfg_path = _write(tmp_path, _config(tmp_path))
+def test_end_to_end_grid_renders_md_csv_png(store_url, tmp_path, capsys):
+    cfg_path = _write(tmp_path, _config(tmp_path, store=store_url))
     assert main(["leaderboard", "run", str(cfg_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "## LeNet-300-100" in out and "| Pruner | s = 0.5 | s = 0.9 |" in out
     config = load_config(cfg_path)
-    store = ResultStore(config.store)
+    store = open_store(config.store)
     assert len(store) == 5 and store.keys() == {s.key for s in config.specs()}
     for rec in store.records():
         assert rec.epochs == 1 and len(rec.history) == 1
@@ -298,9 +299,9 @@ def test_crash_or_interrupt_mid_run_leaves_no_row(tmp_path, monkeypatch):
     assert (status.done, status.total) == (2, 5) and len(status.missing) == 3
 
 
-def test_keep_going_and_shards(tmp_path):
-    config = parse_config(_config(tmp_path), path=tmp_path / "g.yaml")
-    store = ResultStore(config.store)
+def test_keep_going_and_shards(store_url, tmp_path):
+    config = parse_config(_config(tmp_path, store=store_url), path=tmp_path / "g.yaml")
+    store = open_store(config.store)
 
     def fail_dense(spec, data, **kw):
         if spec.is_dense:
@@ -364,17 +365,26 @@ def test_cli_train_prints_epochs_and_records(tmp_path, capsys):
     assert main(["train", "--model", MLP, "--dataset", "digits", "--pruner", "magnitude"]) == 2
 
 
-def test_cli_status_and_render(tmp_path, capsys):
+def test_cli_status_and_render(store_url, tmp_path, capsys):
     cfg_path = _write(tmp_path, _config(tmp_path, pruners=[{"name": "magnitude"}],
                                         sparsities=[0.5]))
-    assert main(["leaderboard", "render", "tiny", "--config", str(cfg_path)]) == 2
-    assert "no results store" in capsys.readouterr().err
+    if not store_url.startswith("postgresql://"):  # a URL store is created on first use
+        assert main(["leaderboard", "render", "tiny", "--config", str(cfg_path), "--store",
+                     store_url]) == 2
+        assert "no results store" in capsys.readouterr().err
+    store = ["--store", store_url]
     assert main(["leaderboard", "run", str(cfg_path), "--limit", "1", "--quiet",
-                 "--no-render"]) == 0
-    assert main(["leaderboard", "status", str(cfg_path), "--missing"]) == 0
+                 "--no-render", *store]) == 0
+    assert main(["leaderboard", "status", str(cfg_path), "--missing", *store]) == 0
     out = capsys.readouterr().out
     assert "1/2 runs done on digits" in out
-    assert "missing: LeNet-300-100 | magnitude | s=0.5" in out
-    assert main(["leaderboard", "render", "tiny", "--config", str(cfg_path)]) == 0
+    assert "missing: LeNet-300-100 | magnitude | s=0.5 | seed 0\n" in out
+    missing = load_config(cfg_path).specs()[1]
+    assert open_store(store_url).claim(missing.key, "elsewhere:1:x", 300)
+    assert main(["leaderboard", "status", str(cfg_path), "--missing", *store]) == 0
+    out = capsys.readouterr().out
+    assert "1 of the missing runs are being trained now (leased)" in out
+    assert re.search(r"s=0.5 \| seed 0  \[leased by elsewhere:1:x for (29\d|300) s\]", out)
+    assert main(["leaderboard", "render", "tiny", "--config", str(cfg_path), *store]) == 0
     assert (cfg_path.parent / "tiny.md").is_file()
     assert "—" in (cfg_path.parent / "tiny.md").read_text()  # the missing cell

@@ -82,10 +82,11 @@ def test_permuted_channels_of_a_cnn_have_distance_zero():
 
 
 def test_disjoint_masks_have_distance_one():
-    a = Mask({"l1": torch.zeros(4, 8, dtype=torch.bool), "l2": torch.ones(3, 4, dtype=torch.bool)})
-    b = Mask({"l1": torch.zeros(4, 8, dtype=torch.bool), "l2": torch.zeros(3, 4, dtype=torch.bool)})
-    a["l1"][:, :4] = torch.rand(4, 4) < 2  # inputs 0-3 only
-    b["l1"][:, 4:] = True  # inputs 4-7 only
+    a1, b1 = torch.zeros(4, 8, dtype=torch.bool), torch.zeros(4, 8, dtype=torch.bool)
+    a1[:, :4] = True  # inputs 0-3 only
+    b1[:, 4:] = True  # inputs 4-7 only (a Mask is read-only: fill the tensors first)
+    a = Mask({"l1": a1, "l2": torch.ones(3, 4, dtype=torch.bool)})
+    b = Mask({"l1": b1, "l2": torch.zeros(3, 4, dtype=torch.bool)})
     result = nnstd(a, b)
     assert result.layers == {"l1": 1.0, "l2": 1.0} and result.distance == 1.0
 

@@ -13,15 +13,17 @@ No warning is filtered. Each one a call emits is checked against the mask
 (:func:`_check_warnings`): a collapse warning exactly when layers keep no weight, naming them, of
 the kind that matches an independent forward pass of the masked model (the branch kind when the
 output still depends on the input, the plain one when it does not); a zero-score warning only
-for layers of the mask; nothing else. Pruners that cannot reach the requested sparsity (Dey's
-patterns on these models, expander where one edge per output exceeds the budget) must raise,
-and are then run with ``allow_off_target=True``, which must say so.
+for layers of the mask; the coverage warning of the ViTs (``DENSE_KINDS``); nothing else.
+Pruners that cannot reach the requested sparsity (Dey's patterns on these models, expander
+where one edge per output exceeds the budget) must raise, and are then run with
+``allow_off_target=True``, which must say so.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -110,6 +112,13 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
 }
 
 
+#: weights these models have outside the default coverage, named by a CoverageWarning
+DENSE_KINDS = {
+    "timm:vit_tiny_patch16_224": r"other weights \(2 tensor\(s\).*cls_token, pos_embed",
+    "torchvision:vit_b_16": r"attention weights \(12 tensor.*other weights \(2 tensor",
+}
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Iterator[None]:
     """Small convolutions on a shared CPU run much faster on one intra-op thread (with two,
@@ -142,14 +151,18 @@ def _depends_on_input(model: nn.Module, mask: paizoo.Mask, x: torch.Tensor) -> b
 
 
 def _check_warnings(caught: list[warnings.WarningMessage], mask: paizoo.Mask, model: nn.Module,
-                    x: torch.Tensor, off_target: bool) -> None:
+                    x: torch.Tensor, off_target: bool, model_name: str) -> None:
     """Every warning of one prune call is one the mask calls for (see the module docstring)."""
     collapsed = mask.collapsed_layers()
     collapse = [w for w in caught if issubclass(w.category, paizoo.LayerCollapseWarning)]
     zero = [w for w in caught if issubclass(w.category, ZeroScoreWarning)]
     off = [w for w in caught if issubclass(w.category, OffTargetWarning)]
-    others = [w for w in caught if w not in collapse + zero + off]
+    coverage = [w for w in caught if issubclass(w.category, paizoo.CoverageWarning)]
+    others = [w for w in caught if w not in collapse + zero + off + coverage]
     assert not others, [f"{w.category.__name__}: {w.message}" for w in others]
+    assert len(coverage) == (1 if model_name in DENSE_KINDS else 0), coverage
+    if coverage:
+        assert re.search(DENSE_KINDS[model_name], str(coverage[0].message)), coverage[0].message
     assert len(off) == int(off_target), [str(w.message) for w in off]
     assert len(collapse) == (1 if collapsed else 0), [str(w.message) for w in collapse]
     if collapse:
@@ -203,7 +216,8 @@ def _check_pruner_on(model_name: str, pruner_name: str, sparsity: float = 0.9) -
         warnings.simplefilter("always")
         mask = paizoo.prune(model, pruner_name, sparsity=sparsity, data=(x, y),
                             input_shape=shape, **options)
-    _check_warnings(caught, mask, model, x, off_target=refusal is not None)
+    _check_warnings(caught, mask, model, x, off_target=refusal is not None,
+                    model_name=model_name)
 
     assert list(mask) == list(params)
     assert all(mask[n].shape == p.shape for n, p in params.items())

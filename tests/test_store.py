@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from paizoo.results import (
     SCHEMA_VERSION,
-    ResultStore,
     RunRecord,
     RunSpec,
     StoreError,
     library_versions,
+    open_store,
 )
 from paizoo.training import PruneDataConfig, TrainConfig
 
@@ -43,8 +43,8 @@ def _record(spec: RunSpec, acc: float = 0.5, key: str | None = None) -> RunRecor
         log_path=None, device="cpu", versions=library_versions())
 
 
-def test_round_trip(tmp_path):
-    store = ResultStore(tmp_path / "sub" / "results.db")
+def test_round_trip(store_url):
+    store = open_store(store_url)
     spec = _spec()
     rec = _record(spec)
     assert spec.key not in store and len(store) == 0
@@ -60,15 +60,16 @@ def test_round_trip(tmp_path):
     assert df.loc[0, "layer_densities"] == {"a.weight": 0.0, "b.weight": 0.2}
     with pytest.raises(StoreError, match="unknown column"):
         store.records(acc=1)
-    assert store.masks_dir == tmp_path / "sub" / "masks"
+    if store.dialect == "sqlite":
+        assert store.masks_dir == Path(store_url).parent / "masks"
     assert store.mask_file(rec) == store.masks_dir / f"{spec.key}.safetensors"  # moved store
     store.close()
-    reopened = ResultStore(tmp_path / "sub" / "results.db")  # persisted, schema kept
+    reopened = open_store(store_url)  # persisted, schema kept
     assert reopened.get(spec.key) == rec and reopened.schema_version == SCHEMA_VERSION
 
 
-def test_no_duplicates(tmp_path):
-    store = ResultStore(tmp_path / "r.db")
+def test_no_duplicates(store_url):
+    store = open_store(store_url)
     spec = _spec()
     assert store.add(_record(spec, 0.5))
     assert not store.add(_record(spec, 0.7))  # same key: the first row stays
@@ -81,11 +82,11 @@ def test_no_duplicates(tmp_path):
     assert len(store) == 2
 
 
-def test_failed_write_leaves_nothing(tmp_path):
-    store = ResultStore(tmp_path / "r.db")
+def test_failed_write_leaves_nothing(store_url):
+    store = open_store(store_url)
     bad = _record(_spec())
     bad.final_test_acc = None  # type: ignore[assignment] - NOT NULL
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match=r"violates the store's schema.*final_test_acc"):
         store.add(bad)
     assert len(store) == 0
     good = _record(_spec(seed=3))
@@ -99,22 +100,21 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert len(store) == 1  # rolled back
 
 
-def test_killed_process_mid_transaction_leaves_no_row(tmp_path):
-    path = tmp_path / "r.db"
-    ResultStore(path).close()
+def test_killed_process_mid_transaction_leaves_no_row(store_url, tmp_path):
+    open_store(store_url).close()
     spec = _spec()
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(tmp_path)!r})
-        from paizoo.results import ResultStore
+        from paizoo.results import open_store
         from test_store_child import record
-        store = ResultStore({str(path)!r})
-        conn = store.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        row = record().to_row()
-        conn.execute(f"INSERT INTO runs ({{', '.join(row)}}) VALUES "
-                     f"({{', '.join('?' * len(row))}})", list(row.values()))
-        os._exit(9)  # killed before COMMIT
+        store = open_store({store_url!r})
+        mark = "%s" if store.dialect == "postgresql" else "?"
+        with store.transaction() as conn:
+            row = record().to_row()
+            conn.execute(f"INSERT INTO runs ({{', '.join(row)}}) VALUES "
+                         f"({{', '.join([mark] * len(row))}})", list(row.values()))
+            os._exit(9)  # killed before COMMIT
     """)
     (tmp_path / "test_store_child.py").write_text(textwrap.dedent("""
         from paizoo.results import RunSpec, RunRecord, library_versions
@@ -134,7 +134,7 @@ def test_killed_process_mid_transaction_leaves_no_row(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, env=_env())
     assert result.returncode == 9, result.stderr
-    store = ResultStore(path)
+    store = open_store(store_url)
     assert len(store) == 0
     store.add(_record(spec))  # the database is still writable
     assert len(store) == 1
@@ -150,19 +150,19 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def test_schema_versioning(tmp_path):
-    path = tmp_path / "r.db"
-    store = ResultStore(path)
-    assert store.schema_version == SCHEMA_VERSION >= 1
-    mode = store.connection().execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode.lower() == "wal"
+def test_schema_versioning(store_url):
+    store = open_store(store_url)
+    assert store.schema_version == SCHEMA_VERSION >= 2
+    with store.transaction() as conn:
+        if store.dialect == "sqlite":
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            assert mode.lower() == "wal"
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        else:
+            conn.execute(f"UPDATE paizoo_schema SET version = {SCHEMA_VERSION + 1}")
     store.close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.commit()
-    conn.close()
     with pytest.raises(StoreError, match="newer than this paizoo"):
-        ResultStore(path)
+        open_store(store_url)
 
 
 def test_run_key_is_stable_and_sensitive():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import parse_shape
+from .common import UsageError, parse_shape, zoo_model_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,15 +54,11 @@ def random_layer_mask(model: object, sparsity: float, seed: int) -> dict[str, ob
 def cmd_graph(args: argparse.Namespace) -> int:
     from ..graph import bipartite, multipartite
     from ..masks import Mask
-    from ..models import NATIVE_INPUT_SHAPES, create_model
+    from ..models import create_model
 
-    shape = args.input_shape or NATIVE_INPUT_SHAPES.get(args.model.lower())
+    shape, kwargs = zoo_model_input(args.model, args.input_shape)
     if shape is None and args.bipartite is None:
-        print(f"paizoo: error: pass --input-shape for {args.model} (e.g. 3,224,224)")
-        return 2
-    kwargs: dict[str, object] = {"in_channels": shape[0]} if shape is not None else {}
-    if shape is not None and args.model.lower() in NATIVE_INPUT_SHAPES and len(shape) == 3:
-        kwargs["input_size"] = tuple(shape[1:])  # zoo models size their classifier by it
+        raise UsageError(f"pass --input-shape for {args.model} (e.g. 3,224,224)")
     model = create_model(args.model, num_classes=args.num_classes, seed=args.seed, **kwargs)
     mask = None
     if args.mask:

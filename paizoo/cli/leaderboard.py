@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 from ..leaderboard.config import LeaderboardConfig
-from ..results.store import ResultStore
+from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
+from ..results.store import BaseStore, is_url, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("leaderboard", help="run, render or inspect a leaderboard grid",
                        description="Leaderboards: YAML grids of models x pruners x sparsities x "
-                                   "seeds, recorded run by run in a SQLite results store.")
+                                   "seeds, recorded run by run in a results store (a SQLite "
+                                   "file or a postgresql:// URL).")
     lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
 
     r = lsub.add_parser(
@@ -23,14 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "at any moment and run it again: no finished run is lost or duplicated), "
                     "then write NAME.md/.csv/.png next to the config and print the tables.")
     r.add_argument("config", help="leaderboard YAML file (or a name in leaderboards/)")
-    r.add_argument("--store", default=None, help="results database (default: the config's "
-                   "`store`, else runs/paizoo.db)")
+    r.add_argument("--store", default=None, help="results store: a SQLite file or a "
+                   "postgresql:// URL (default: the config's `store`, else runs/paizoo.db)")
     r.add_argument("--data-root", default=None,
                    help="folder holding the dataset's files (overrides the config's data_root)")
     r.add_argument("--limit", type=int, default=None, help="run at most N new runs, then stop")
     r.add_argument("--shard", default=None, metavar="I/N",
-                   help="run only the runs at positions I mod N (start N processes on one "
-                        "store to use N cores)")
+                   help="run only the runs at positions I mod N (optional: runners started "
+                        "on one store claim runs, so they share a grid without it)")
+    r.add_argument("--lease-ttl", type=float, default=DEFAULT_LEASE_TTL_S, metavar="SECONDS",
+                   help="each run is claimed in the store before training, so several "
+                        "runners (any machines, one store) share the grid; a killed runner's "
+                        "claims expire after this long (default: %(default)g)")
     r.add_argument("--keep-going", action="store_true",
                    help="log failed runs and continue (they leave no row)")
     r.add_argument("--threads", type=int, default=None,
@@ -49,13 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "leaderboards/NAME.yaml gives the grid and the store.")
     d.add_argument("name", help="leaderboard name (leaderboards/NAME.yaml) or a config path")
     d.add_argument("--config", default=None, help="the YAML config (default: from NAME)")
-    d.add_argument("--store", default=None, help="results database (default: the config's)")
+    d.add_argument("--store", default=None, help="results store, a path or postgresql:// URL "
+                   "(default: the config's)")
     d.add_argument("--out-dir", default=None, help="default: the config's folder")
     d.set_defaults(func=cmd_render)
 
     s = lsub.add_parser("status", help="how many runs of a grid are done")
     s.add_argument("config", help="leaderboard YAML file (or a name in leaderboards/)")
-    s.add_argument("--store", default=None)
+    s.add_argument("--store", default=None, help="results store, a path or postgresql:// URL "
+                   "(default: the config's)")
     s.add_argument("--missing", action="store_true", help="list the missing runs")
     s.set_defaults(func=cmd_status)
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
@@ -67,8 +75,8 @@ def _load(name_or_path: str, explicit: str | None = None) -> LeaderboardConfig:
     return load_config(explicit or resolve_config_path(name_or_path))
 
 
-def _store(config: LeaderboardConfig, override: str | None) -> ResultStore:
-    return ResultStore(override or config.store)
+def _store(config: LeaderboardConfig, override: str | None) -> BaseStore:
+    return open_store(override or config.store)
 
 
 def _print_tables(config: LeaderboardConfig, text: str) -> None:
@@ -99,10 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             config, store, limit=args.limit, shard=parse_shard(args.shard),
             keep_going=args.keep_going, mask_mode=args.mask_mode,
             progress=False if args.quiet else None,
+            lease_ttl_s=args.lease_ttl,
             wandb=WandbOptions(project=args.wandb_project, group=config.name)
             if args.wandb else None)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished run is in {store.path}; run the same command "
+        print(f"\ninterrupted: every finished run is in {store.location}; run the same command "
               "again to resume", file=sys.stderr)
         return 130
     done = report.already_done + len(report.ran)
@@ -123,9 +132,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from ..leaderboard.render import render_leaderboard
 
     config = _load(args.name, args.config)
-    path = Path(args.store or config.store)
-    if not path.exists():
-        print(f"paizoo: error: no results store at {path}; run `paizoo leaderboard run "
+    location = args.store or config.store
+    if not is_url(location) and not Path(location).exists():
+        print(f"paizoo: error: no results store at {location}; run `paizoo leaderboard run "
               f"{config.path}` first", file=sys.stderr)
         return 2
     store = _store(config, args.store)
@@ -139,15 +148,24 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ..leaderboard.runner import grid_status
+    from ..leaderboard.validate import validate_entries
 
     config = _load(args.config)
+    validate_entries(config)  # before the store is opened (or created)
     store = _store(config, args.store)
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "
-          f"(store {store.path})")
+          f"(store {store.location})")
+    leases = store.leases()
+    running = [s for s in status.missing if s.key in leases and leases[s.key][1] > 0]
+    if running:
+        print(f"{len(running)} of the missing runs are being trained now (leased)")
     if args.missing:
         for spec in status.missing:
             model, pruner = config.label_of(spec)
-            print(f"  missing: {model} | {pruner} | s={spec.sparsity:g} | seed {spec.seed}")
+            held = (f"  [leased by {leases[spec.key][0]} for {leases[spec.key][1]:.0f} s]"
+                    if spec in running else "")
+            print(f"  missing: {model} | {pruner} | s={spec.sparsity:g} | seed {spec.seed}"
+                  + held)
     store.close()
     return 0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
-from .common import parse_kv, parse_shape
+from .common import UsageError, output_file, parse_kv, parse_shape, zoo_model_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,10 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _metric_options(items: list[str] | None) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
-    for key, value in parse_kv(items).items():
+    for key, value in parse_kv(items, "-m").items():
         group, sep, name = key.partition(".")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"bad metric option {key!r}; write group.key=value")
+        if not sep or not group or not name:
+            raise UsageError(f"bad metric option -m {key}={value}; write GROUP.KEY=VALUE, e.g. "
+                             "-m scatter.window=8 (`paizoo metrics --list` shows the groups)")
         out.setdefault(group, {})[name] = value
     return out
 
@@ -90,11 +90,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                                        else None)
     num_classes = args.num_classes or meta.get("num_classes")
     if not model_name:
-        print("paizoo: error: pass --model (the mask file names none)", file=sys.stderr)
-        return 2
+        raise UsageError("pass --model (the mask file names none)")
     if not args.mask and not args.pruner:
-        print("paizoo: error: pass --pruner (with --sparsity) or --mask FILE", file=sys.stderr)
-        return 2
+        raise UsageError("pass --pruner (with --sparsity) or --mask FILE")
+    out = output_file(args.out) if args.out else None
+    metric_options = _metric_options(args.metric_option)
+    config = parse_kv(args.option, "-o")
+    if args.pruner:
+        from ..pruners import create_pruner
+
+        create_pruner(args.pruner, **config)  # bad options fail before any work
     data = None
     dataset_name = args.dataset
     if dataset_name == "synthetic" and input_shape is not None:
@@ -105,12 +110,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         info = dataset_info(dataset_name)
         num_classes = num_classes or info.num_classes
         input_shape = input_shape or info.input_shape
-    channels = input_shape[0] if input_shape else 3
-    extra = ({"input_size": tuple(input_shape[1:])}
-             if ":" not in model_name and input_shape and len(input_shape) == 3 else {})
-    model = create_model(model_name, num_classes=num_classes, in_channels=channels,
-                         seed=args.seed, **extra)
-    config = parse_kv(args.option)
+    input_shape, sizing = zoo_model_input(str(model_name), input_shape)
+    model = create_model(str(model_name), num_classes=num_classes, seed=args.seed, **sizing)
     start = time.perf_counter()
     if args.mask:
         mask = Mask.load(args.mask, model)
@@ -119,13 +120,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         from ..pruners import get_pruner_class
 
         if args.sparsity is None and args.density is None and args.compression is None:
-            print("paizoo: error: pass --sparsity, --density or --compression", file=sys.stderr)
-            return 2
+            raise UsageError("pass --sparsity, --density or --compression")
         if get_pruner_class(args.pruner).requires_data:
             if dataset_name is None:
-                print(f"paizoo: error: pruner {args.pruner!r} is data-driven: pass --dataset",
-                      file=sys.stderr)
-                return 2
+                raise UsageError(f"pruner {args.pruner!r} is data-driven: pass --dataset")
             from ..data import load_dataset, pruning_batches
 
             dataset = load_dataset(dataset_name, split="train", root=args.data_root)
@@ -137,7 +135,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     prune_time = time.perf_counter() - start
     groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
     kwargs: dict[str, object] = {"scale": args.scale, "seed": args.seed,
-                                 "options": _metric_options(args.metric_option)}
+                                 "options": metric_options}
     if args.edge_budget is not None:
         kwargs["edge_budget"] = int(args.edge_budget)
     start = time.perf_counter()
@@ -152,16 +150,15 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print(f"{key:<24} {row[key]:.6g}")
     print(f"{len(row)} metrics of {model_name} ({pruner}, density {mask.density:.4g}) in "
           f"{elapsed:.2f} s (pruning {prune_time:.2f} s)")
-    if args.out:
-        _write(Path(args.out), record, args.append)
-        print(f"metrics written to {args.out}")
+    if out is not None:
+        _write(out, record, args.append)
+        print(f"metrics written to {out}")
     return 0
 
 
 def _write(path: Path, record: dict[str, object], append: bool) -> None:
     import pandas as pd
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         path.write_text(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
                                     for k, v in record.items()}, indent=1))
@@ -182,9 +179,15 @@ def cmd_nnstd(args: argparse.Namespace) -> int:
 
         meta = Mask.load_metadata(args.mask_a)
         shape = meta.get("input_shape")
-        channels = args.in_channels or (int(shape[0]) if shape else 3)
+        shape = tuple(shape) if isinstance(shape, list) and shape else None
+        if args.in_channels:
+            shape = (args.in_channels, *shape[1:]) if shape else (args.in_channels,)
+        if shape is not None and len(shape) == 1:  # only channels known: the native size
+            sizing = {"in_channels": shape[0]}
+        else:
+            sizing = zoo_model_input(args.model, shape)[1]
         model = create_model(args.model, num_classes=args.num_classes or meta.get("num_classes"),
-                             in_channels=channels)
+                             **sizing)
     a = Mask.load(args.mask_a, model)
     b = Mask.load(args.mask_b, model)
     result = nnstd(a, b)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import parse_kv, parse_shape
+from .common import UsageError, output_file, parse_kv, parse_shape, zoo_model_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     level.add_argument("--density", type=float, help="fraction of weights kept, 0 < d <= 1")
     level.add_argument("--compression", type=float, help="x with density = 10^-x")
     p.add_argument("--input-shape", type=parse_shape, default=None,
-                   help="one input sample's shape, e.g. 3,32,32 (default: the dataset's)")
+                   help="one input sample's shape, e.g. 3,32,32 (default: the dataset's, else "
+                        "the zoo model's native input)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="output classes (default: the dataset's, else the model's default)")
     p.add_argument("--dataset", default=None,
@@ -33,8 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--option", "-o", action="append", metavar="KEY=VALUE",
                    help="pruner option, e.g. -o rounds=10 -o distribution=erk (repeatable)")
-    p.add_argument("--exclude", action="append", help="glob of parameter names to keep dense")
-    p.add_argument("--out", default=None, help="write the mask to this .safetensors file")
+    p.add_argument("--cover", action="append", metavar="KIND",
+                   help="also prune these weights besides Conv/Linear: attention, recurrent, "
+                        "embedding or all (repeatable; default: Conv/Linear only)")
+    p.add_argument("--include", action="append",
+                   help="glob of parameter names to prune: narrows the covered weights to the "
+                        "matching ones and may add any other parameter (repeatable)")
+    p.add_argument("--exclude", action="append",
+                   help="glob of parameter names to keep dense; wins over --include/--cover")
+    p.add_argument("--out", default=None, help="write the mask to this .safetensors file (its "
+                   "folder must exist)")
     p.set_defaults(func=cmd_prune)
 
 
@@ -55,10 +64,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from ..api import prune
     from ..models import create_model
-    from ..pruners import get_pruner_class
+    from ..pruners import create_pruner, get_pruner_class
 
     pruner_cls = get_pruner_class(args.pruner)
-    config = parse_kv(args.option)
+    config = parse_kv(args.option, "-o")
+    create_pruner(args.pruner, **config)  # bad options fail before any work
+    out = output_file(args.out) if args.out else None
     num_classes, input_shape = args.num_classes, args.input_shape
     data = None
     if args.dataset is not None:
@@ -75,31 +86,28 @@ def cmd_prune(args: argparse.Namespace) -> int:
             dataset = load_dataset(dataset_name, split="train", root=args.data_root)
             data = pruning_batches(dataset, args.pruner, num_classes=num_classes, seed=args.seed)
     elif pruner_cls.requires_data:
-        print(f"paizoo: error: pruner {args.pruner!r} is data-driven: pass --dataset "
-              "(e.g. --dataset synthetic for random data of --input-shape)")
-        return 2
-    if input_shape is None:
-        print("paizoo: error: pass --input-shape (e.g. 3,224,224) or --dataset")
-        return 2
-
-    extra = ({"input_size": tuple(input_shape[1:])}
-             if ":" not in args.model and len(input_shape) == 3 else {})
-    model = create_model(args.model, num_classes=num_classes, in_channels=input_shape[0],
-                         seed=args.seed, **extra)
+        raise UsageError(f"pruner {args.pruner!r} is data-driven: pass --dataset (e.g. "
+                         "--dataset synthetic for random data of --input-shape)")
+    input_shape, sizing = zoo_model_input(args.model, input_shape)
+    if input_shape is None and pruner_cls.requires_input_shape:
+        raise UsageError(f"pruner {args.pruner!r} feeds inputs to {args.model}: pass "
+                         "--input-shape (e.g. 3,224,224) or --dataset")
+    model = create_model(args.model, num_classes=num_classes, seed=args.seed, **sizing)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     start = time.perf_counter()
     mask = prune(model, args.pruner, sparsity=args.sparsity, density=args.density,
                  compression=args.compression, data=data, input_shape=input_shape,
-                 seed=args.seed, exclude=args.exclude, **config)
+                 seed=args.seed, include=args.include, exclude=args.exclude, cover=args.cover,
+                 **config)
     elapsed = time.perf_counter() - start
     print(mask.report())
-    print(f"{args.pruner} on {args.model} ({'x'.join(map(str, input_shape))}): "
-          f"{elapsed:.2f} s on {device}")
-    if args.out:
-        path = mask.save(args.out, metadata={
+    shape_text = "x".join(map(str, input_shape)) if input_shape else "input shape not needed"
+    print(f"{args.pruner} on {args.model} ({shape_text}): {elapsed:.2f} s on {device}")
+    if out is not None:
+        path = mask.save(out, metadata={
             "model": args.model, "pruner": args.pruner, "config": config, "seed": args.seed,
-            "density": mask.density, "input_shape": list(input_shape),
+            "density": mask.density, "input_shape": list(input_shape) if input_shape else None,
             "num_classes": num_classes})
         print(f"mask written to {path}")
     return 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..results.record import RunSpec
-from ..results.store import ResultStore
+from ..results.store import BaseStore, open_store
 from ..training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from ..training.loop import EpochMetrics
-from .common import parse_kv
+from .common import UsageError, check_model_options, output_file, parse_kv
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -108,12 +108,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     pruner = args.pruner.lower()
     if pruner == DENSE:
         if args.sparsity not in (None, 0, 0.0):
-            print("paizoo: error: --pruner dense trains the unpruned model; drop --sparsity")
-            return 2
+            raise UsageError("--pruner dense trains the unpruned model; drop --sparsity")
         sparsity = 0.0
     elif args.sparsity is None:
-        print(f"paizoo: error: --pruner {args.pruner} needs --sparsity (e.g. 0.9)")
-        return 2
+        raise UsageError(f"--pruner {args.pruner} needs --sparsity (e.g. 0.9)")
     else:
         sparsity = args.sparsity
     requires_data = False
@@ -122,18 +120,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         requires_data = get_pruner_class(pruner).requires_data
     train_config = train_config_from_args(args)
+    model_config, pruner_config = parse_kv(args.model_option, "-m"), parse_kv(args.option, "-o")
+    if pruner != DENSE:
+        from ..pruners import create_pruner
+
+        create_pruner(pruner, **pruner_config)  # bad options fail before any work
+    save_mask = output_file(args.save_mask, "--save-mask") if args.save_mask else None
+    log = output_file(args.log, "--log") if args.log else None
+    select_device(args.device)  # an unknown or absent device fails before any work
+    check_model_options(args.model, model_config)
     spec = RunSpec(
         dataset=args.dataset, model=args.model, pruner=pruner, sparsity=sparsity,
-        seed=args.seed, train=train_config, model_config=parse_kv(args.model_option),
-        pruner_config=parse_kv(args.option),
+        seed=args.seed, train=train_config, model_config=model_config,
+        pruner_config=pruner_config,
         prune_data=PruneDataConfig(batch_size=args.prune_batch_size,
                                    samples_per_class=args.samples_per_class)
         if requires_data else None)
-    store = ResultStore(args.store) if args.store else None
+    store = open_store(args.store) if args.store else None
+    if store is not None and spec.key not in store:
+        store.check_writable()  # a read-only store fails now, not after the training
+        store.import_pending()
     if store is not None and spec.key in store:
         rec = store.get(spec.key)
         assert rec is not None
-        print(f"{spec.describe()} is already in {store.path} (run {spec.key}): final test "
+        print(f"{spec.describe()} is already in {store.location} (run {spec.key}): final test "
               f"accuracy {rec.final_test_acc:.2%}, best {rec.best_test_acc:.2%}")
         return 0
     data = load_experiment_data(args.dataset, root=args.data_root, augment=args.augment,
@@ -150,8 +160,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     has_store = store is not None
     record = run_experiment(
         spec, data, masks_dir=store.masks_dir if has_store else None,
-        logs_dir=store.logs_dir if has_store else None, log_path=args.log,
-        mask_path=args.save_mask,
+        logs_dir=store.logs_dir if has_store else None, log_path=log,
+        mask_path=save_mask,
         dense_test_acc=_dense_ref(store, spec), mask_mode=args.mask_mode,
         progress=False if args.quiet else None,
         wandb=WandbOptions(project=args.wandb_project) if args.wandb else None,
@@ -163,19 +173,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"density {record.density:.4%} ({record.kept:,}/{record.total:,} weights kept; "
               f"pruned weights exactly 0 after training: checked){collapse}")
+    if record.diverged:
+        print(f"DIVERGED: the training loss became NaN/inf at epoch {record.diverged_epoch}, "
+              f"step {record.diverged_step}; training stopped there (lower the learning rate)")
     print(f"final test accuracy {record.final_test_acc:.2%}, best {record.best_test_acc:.2%} "
           f"(epoch {record.best_epoch}); pruning {record.prune_time_s:.2f} s, training "
           f"{record.train_time_s:.1f} s on {record.device}")
     if record.mask_path:
         print(f"mask written to {record.mask_path}")
     if store is not None:
-        store.add(record)
-        print(f"recorded in {store.path} (run {record.run_key})")
+        if store.add_reliably(record) == "pending":
+            print(f"{store.location} is unavailable: the run is kept in {store.pending_file} "
+                  "and recorded by the next run (train or leaderboard) on this store")
+        else:
+            print(f"recorded in {store.location} (run {record.run_key})")
         store.close()
     return 0
 
 
-def _dense_ref(store: ResultStore | None, spec: RunSpec) -> float | None:
+def _dense_ref(store: BaseStore | None, spec: RunSpec) -> float | None:
     if store is None or spec.is_dense:
         return None
     rec = store.get(spec.dense_reference().key)

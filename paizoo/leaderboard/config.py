@@ -20,12 +20,14 @@ Keys: ``name`` (default: the file name), ``description``, ``dataset``, ``fallbac
 that apply on the fallback, e.g. more epochs for a tiny dataset), ``data_root``, ``store``
 (default ``runs/paizoo.db``), ``models`` (each ``name``, optional ``label``, ``config`` = model
 keyword arguments, ``train`` = overrides of the training config for this model), ``pruners``
-(each ``name``, optional ``label``, ``config`` = pruner options and ``models`` = the model names
-or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
+(each ``name``, optional ``label``, ``config`` = pruner options, which may include the
+:func:`paizoo.prune` keywords ``cover``, ``include`` and ``exclude``, and ``models`` = the model
+names or labels it applies to, default all; e.g. a pruner defined for Linear layers only),
 ``sparsities`` (in (0, 1)),
 ``seeds``, ``dense`` (add the unpruned baseline, default true), ``train``
 (:class:`~paizoo.training.TrainConfig`), ``pruning_data``
-(:class:`~paizoo.training.PruneDataConfig`). Unknown keys are errors.
+(:class:`~paizoo.training.PruneDataConfig`), ``notes`` (a list of sentences rendered under
+"Notes", e.g. the cause of an anomaly). Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class LeaderboardConfig:
     data_root: str | None = None
     store: str = str(DEFAULT_STORE)
     description: str = ""
+    notes: tuple[str, ...] = ()
     #: the YAML file it came from (``None`` when built in code) and its text
     path: Path | None = None
     source: str | None = None
@@ -162,6 +165,9 @@ class LeaderboardConfig:
             raise ConfigError(f"seeds: a non-empty list of integers, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds: repeated values in {list(self.seeds)}")
+        if not all(isinstance(n, str) and n.strip() for n in self.notes):
+            raise ConfigError(f"notes: a list of non-empty strings, got {list(self.notes)}")
+        object.__setattr__(self, "notes", tuple(" ".join(n.split()) for n in self.notes))
         _require_mapping(self.fallback_train, "fallback_train")
         object.__setattr__(self, "fallback_train", dict(self.fallback_train))
         if self.fallback_train and not self.fallback_dataset:
@@ -259,7 +265,7 @@ class LeaderboardConfig:
 # ---- parsing -------------------------------------------------------------------------------
 _TOP_KEYS = ("name", "description", "dataset", "fallback_dataset", "fallback_train", "data_root",
              "store",
-             "models", "pruners", "sparsities", "seeds", "dense", "train", "pruning_data")
+             "models", "pruners", "sparsities", "seeds", "dense", "train", "pruning_data", "notes")
 
 
 def parse_config(data: Mapping[str, Any], *, name: str | None = None, path: Path | None = None,
@@ -286,6 +292,7 @@ def parse_config(data: Mapping[str, Any], *, name: str | None = None, path: Path
     return LeaderboardConfig(
         name=str(data.get("name") or name or "leaderboard"),
         description=str(data.get("description") or "").strip(),
+        notes=tuple(_as_list(data.get("notes") or [], "notes")),
         dataset=data["dataset"],
         fallback_dataset=data.get("fallback_dataset"),
         fallback_train=data.get("fallback_train") or {},

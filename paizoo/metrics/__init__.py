@@ -64,6 +64,7 @@ from .effective import effective_mask
 from .nnstd import NNSTDResult, nnstd
 from .registry import (
     MetricGroup,
+    MetricOptionError,
     UnknownMetricGroupError,
     get_metric_group,
     list_metric_groups,
@@ -77,6 +78,7 @@ __all__ = [
     "GraphTooLargeError",
     "MetricContext",
     "MetricGroup",
+    "MetricOptionError",
     "NNSTDResult",
     "UnknownMetricGroupError",
     "compute",

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..errors import MissingDataError
 from ..masks import Mask
 from .context import DEFAULT_EDGE_BUDGET, MetricContext, Scale
-from .registry import get_metric_group, list_metric_groups
+from .registry import MetricOptionError, get_metric_group, list_metric_groups
 
 
 def _as_mask(mask: Mapping[str, torch.Tensor]) -> Mask:
@@ -82,6 +82,7 @@ def compute(
                 f"metric group(s) {', '.join(needing)} need input_shape= (one sample's shape "
                 "without the batch dimension, e.g. (3, 32, 32)); pass it, or choose groups= "
                 f"among those that do not ({', '.join(n for n in names if n not in needing)})")
+    _check_options(options or {}, names)
     ctx = MetricContext(model, mask, tuple(input_shape) if input_shape is not None else None,
                         scale=scale, edge_budget=int(edge_budget), seed=int(seed),
                         options=dict(options or {}), graph=graph)
@@ -95,6 +96,24 @@ def compute(
             for key, value in values.items():
                 row[f"{name}.{key}"] = float(value) if value is not None else math.nan
     return row
+
+
+def _check_options(options: Mapping[str, Mapping[str, Any]], names: list[str]) -> None:
+    """Every option must belong to a computed group and be one that group reads."""
+    problems = []
+    for group, values in options.items():
+        if group not in names:
+            problems.append(f"{group!r} is not a computed group ({', '.join(names)})")
+            continue
+        known = get_metric_group(group).options
+        if known is None:
+            continue
+        for key in values:
+            if key not in known:
+                problems.append(f"{group}.{key} is not an option of {group!r} (its options: "
+                                f"{', '.join(f'{group}.{k}' for k in known) or 'none'})")
+    if problems:
+        raise MetricOptionError("unknown metric option(s): " + "; ".join(problems))
 
 
 def _single_thread_blas() -> Any:

@@ -217,6 +217,7 @@ def mge_metrics_matrix_free(operator: Any, eig_tol: float = 1e-6) -> dict[str, f
 
 
 @register_metric_group("mge", needs_input_shape=True,
+                       options=("motif_samples", "two_hop_budget", "two_hop_samples", "eig_tol"),
                        description="topometrics of the multipartite graph (sources, sinks, "
                                    "r-in/out, hops, k-core, bridges, spectra, motifs)")
 def mge_metrics(ctx: MetricContext) -> dict[str, float]:

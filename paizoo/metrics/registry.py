@@ -31,6 +31,10 @@ class UnknownMetricGroupError(PaizooError, ValueError):
     """A metric group name is not in the registry."""
 
 
+class MetricOptionError(PaizooError, ValueError):
+    """A metric option names a group that is not computed, or an option the group lacks."""
+
+
 @dataclass(frozen=True)
 class MetricGroup:
     """A registered metric group.
@@ -41,6 +45,9 @@ class MetricGroup:
         needs_input_shape: the group reads the input shape (unrolled graph, linearised forward).
         default: included when :func:`paizoo.metrics.compute` is called without ``groups``.
         description: one line for ``paizoo metrics --list``.
+        options: the option names the group reads (``ctx.option(group, name, default)``);
+            others are refused by :func:`paizoo.metrics.compute`. ``None``: not declared (not
+            checked).
     """
 
     name: str
@@ -48,18 +55,22 @@ class MetricGroup:
     needs_input_shape: bool = False
     default: bool = True
     description: str = ""
+    options: tuple[str, ...] | None = None
 
 
 _GROUPS: dict[str, MetricGroup] = {}
 
 
 def register_metric_group(
-    name: str, *, needs_input_shape: bool = False, default: bool = True, description: str = ""
+    name: str, *, needs_input_shape: bool = False, default: bool = True, description: str = "",
+    options: tuple[str, ...] | None = ()
 ) -> Callable[[Callable[[MetricContext], dict[str, float]]],
               Callable[[MetricContext], dict[str, float]]]:
     """Decorator registering ``func(ctx) -> dict[str, float]`` as the metric group ``name``.
 
     Names are lower-case identifiers without dots; registering a taken name is an error.
+    ``options`` names the options the group reads (default: none); ``None`` leaves them
+    unchecked.
     """
     key = name.lower()
     if not key or "." in key or not key.replace("_", "").isalnum():
@@ -71,7 +82,8 @@ def register_metric_group(
             raise ValueError(f"a metric group named {key!r} is already registered")
         doc = (func.__doc__ or "").strip().splitlines()
         _GROUPS[key] = MetricGroup(key, func, needs_input_shape, default,
-                                   description or (doc[0] if doc else ""))
+                                   description or (doc[0] if doc else ""),
+                                   tuple(options) if options is not None else None)
         return func
 
     return decorator

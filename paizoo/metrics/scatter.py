@@ -114,7 +114,7 @@ def _linear_chain(ctx: MetricContext) -> tuple[dict[str, np.ndarray], list[str]]
     return junctions, chain
 
 
-@register_metric_group("scatter",
+@register_metric_group("scatter", options=("window",),
                        description="scatter of fully connected junctions (forward/backward views)")
 def scatter_metrics(ctx: MetricContext) -> dict[str, float]:
     """Scatter of every Linear junction and of the end-to-end product of the last Linear chain."""

@@ -164,7 +164,7 @@ def _network_metrics(ctx: MetricContext, maxiter: int) -> tuple[float, float]:
 
 
 
-@register_metric_group("spectral",
+@register_metric_group("spectral", options=("network_max_nodes", "lambda2_maxiter"),
                        description="spectral gap and algebraic connectivity, per layer and network")
 def spectral_metrics(ctx: MetricContext) -> dict[str, float]:
     """Spectral gap and algebraic connectivity of every layer and of the whole network."""

@@ -29,7 +29,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..errors import UnsupportedLayerError
-from ..params import PRUNABLE_MODULE_TYPES
+from ..params import PRUNABLE_MODULE_TYPES, layer_path
 
 Flow = sp.csr_matrix  # (channels, num_sources) boolean
 
@@ -130,7 +130,7 @@ def trace_channel_flow(model: nn.Module, names: list[str], input_shape: tuple[in
         names: the prunable parameter names.
         input_shape: one sample's shape without the batch dimension, e.g. ``(3, 32, 32)``.
     """
-    by_module = {name.rpartition(".")[0]: name for name in names}
+    by_module = {layer_path(name): name for name in names}
     tracer = _Tracer()
     param = next(iter(model.parameters()))
     was_training = model.training
@@ -160,7 +160,7 @@ def trace_channel_flow(model: nn.Module, names: list[str], input_shape: tuple[in
     total = num_inputs
     for name in names:
         offsets[name] = total
-        total += int(modules[name.rpartition(".")[0]].weight.shape[0])  # type: ignore[union-attr]
+        total += int(modules[layer_path(name)].weight.shape[0])  # type: ignore[union-attr]
 
     flows: dict[fx.Node, Flow | None] = {}
     feeds: dict[str, Flow] = {}
@@ -400,6 +400,6 @@ def trace_channel_flow(model: nn.Module, names: list[str], input_shape: tuple[in
             f"the traced forward pass (eval mode) never calls {missing}, so no input-output path "
             f"can use their weights; leave them out with exclude={missing}")
     assert output is not None
-    groups = {n: int(getattr(modules[n.rpartition(".")[0]], "groups", 1)) for n in names}
+    groups = {n: int(getattr(modules[layer_path(n)], "groups", 1)) for n in names}
     return ChannelFlow(layers=order, num_inputs=num_inputs, offsets=offsets,
                        num_sources=total, feeds=feeds, output=output, groups=groups)

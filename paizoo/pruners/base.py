@@ -14,6 +14,7 @@ mask bit for bit and the caller's global RNG state is left untouched.
 from __future__ import annotations
 
 import copy
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +26,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import diagnostics
-from ..batches import Batch, as_batches
-from ..errors import MissingDataError, ScoreError, SparsityError
+from ..batches import Batch, as_batches, check_target_range
+from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityError
 from ..masks import Mask
-from ..params import Patterns, prunable_parameters
-from ..reparam import remove_masks
+from ..params import Cover, Patterns, coverage_of, prunable_parameters
+from ..reparam import remove_masks, scoring_safe_weight_norm
 from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
 
 Scope = Literal["global", "layer"]
@@ -147,8 +148,14 @@ class Pruner(ABC):
         exclude: Patterns = None,
         loss_fn: LossFn | None = None,
         progress: bool | None = None,
+        cover: Cover = None,
     ) -> Mask:
-        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged."""
+        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged.
+
+        ``include``/``exclude``/``cover`` choose the prunable parameters (see
+        :mod:`paizoo.params`); a :class:`~paizoo.masks.CoverageWarning` names the weights of
+        the model they leave dense (also in ``mask.report()``).
+        """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
         batches = self._check_data(data)
@@ -158,13 +165,21 @@ class Pruner(ABC):
             raise MissingDataError(
                 f"pruner {self.name!r} needs input_shape= (one sample's shape without the batch "
                 "dimension, e.g. (3, 32, 32)) or data to read it from")
+        check_input_shape(input_shape)
+        meta = [n for n, p in model.named_parameters() if p.is_meta]
+        if meta:
+            raise ModelConfigError(
+                f"{type(model).__name__} has parameters on the meta device (shapes, no values), "
+                f"e.g. {meta[0]!r}: pruning needs the initialised weights; build the model on a "
+                "real device (or model.to_empty(device='cpu') and initialise it)")
 
-        original = prunable_parameters(model, include, exclude)
+        original = prunable_parameters(model, include, exclude, cover)
         start = self._existing_mask(model, original)
         work = _working_copy(model)
+        scoring_safe_weight_norm(work)
         if start is not None:
             remove_masks(work)
-        params = prunable_parameters(work, include, exclude)
+        params = prunable_parameters(work, include, exclude, cover)
         for p in work.parameters():
             p.requires_grad_(False)
         for p in params.values():
@@ -178,7 +193,7 @@ class Pruner(ABC):
         if total_kept == 0:
             raise SparsityError(
                 f"density {density:.3g} keeps 0 of {sum(p.numel() for p in params.values())} "
-                "prunable weights; use a lower sparsity")
+                "prunable weights; use a lower sparsity or compression, or a higher density")
         if start is not None and isinstance(first, dict):
             over = [n for n, k in first.items() if k > int(start[n].sum())]
             if over:
@@ -205,6 +220,8 @@ class Pruner(ABC):
         )
         cuda_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
+            if self.requires_data or self.requires_input_shape:  # this pruner feeds inputs
+                probe_inputs(work, batches, ctx.input_shape, device)
             torch.manual_seed(seed)
             self.prepare(ctx)
             if start is None:
@@ -234,10 +251,12 @@ class Pruner(ABC):
                     zero_scored = zero
                 budget = self.budgets(shapes, round_density)
                 mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
-        mask = Mask({n: t.to(original[n].device) for n, t in mask.items()})
+        mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
+                    coverage_of(model, mask, exclude))
         diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
                                        zero_scored=zero_scored, findings=findings, seed=seed,
                                        stacklevel=3)
+        mask.warn_if_uncovered(stacklevel=3)
         return mask
 
     def _check_data(self, data: object) -> list[Batch] | None:
@@ -264,6 +283,66 @@ class Pruner(ABC):
         for name, p in params.items():
             present.setdefault(name, torch.ones_like(p, dtype=torch.bool))
         return Mask({n: present[n] for n in params})
+
+
+def check_input_shape(input_shape: tuple[int, ...] | None) -> None:
+    """One sample's shape: a non-empty sequence of positive integers (no batch dimension)."""
+    if input_shape is None:
+        return
+    shape = tuple(input_shape)
+    try:
+        positive = all(not isinstance(v, bool) and operator.index(v) > 0 for v in shape)
+    except TypeError:
+        positive = False
+    if not shape or not positive:
+        raise MissingDataError(
+            f"input_shape={shape!r} must be one sample's shape without the batch dimension: "
+            "positive integers, e.g. (3, 32, 32)")
+
+
+@torch.no_grad()
+def probe_inputs(model: nn.Module, batches: list[Batch] | None,
+                 input_shape: tuple[int, ...] | None, device: torch.device) -> None:
+    """Run one sample through ``model`` (eval mode, restored after) and check what pruning will
+    feed it: the data's inputs (or zeros of ``input_shape``) must fit the model, and the data's
+    integer targets must lie in ``[0, C)`` for C output logits. Raises
+    :class:`MissingDataError` saying what does not fit, instead of the raw error of a layer."""
+    if batches is not None:
+        x = batches[0][0][:1]
+        what = f"the data's inputs of shape {tuple(x.shape[1:])}"
+    elif input_shape is not None:
+        x = torch.zeros(1, *input_shape)
+        what = f"inputs of input_shape={tuple(input_shape)}"
+    else:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        try:
+            out = model(x.to(device))
+        except (RuntimeError, ValueError, IndexError):
+            from ._tokens import embedding_names, token_placeholder
+
+            if batches is not None or not embedding_names(model):
+                raise
+            # a token-input model: the data-free pruners feed it token ids (see _tokens)
+            out = model(token_placeholder(model, 1, tuple(input_shape), device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        hint = ""
+        if len(x.shape) > 2 and x.shape[1] == 1:
+            hint = (f"; if {tuple(x.shape[1:])} includes a batch dimension, drop it: "
+                    f"{tuple(x.shape[2:])}")
+        raise MissingDataError(
+            f"{type(model).__name__} cannot take {what}: {' '.join(str(exc).split())}. The "
+            f"inputs must be one sample's shape without the batch dimension, as the model "
+            f"expects (channels, height, width for images){hint}") from exc
+    finally:
+        model.train(was_training)
+    if batches is None or not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return
+    for _, y in batches:
+        if not y.dtype.is_floating_point and not y.dtype.is_complex:
+            check_target_range(y, int(out.shape[1]))
 
 
 def _bar_disabled(progress: bool | None, rounds: int) -> bool | None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..diagnostics import warn_off_target
 from ..errors import SparsityError
+from ..params import layer_of
 from ._layer_densities import Distribution, check_distribution, layer_budgets
 from ._options import as_bool
 from .base import PruneContext, Pruner, Scope
@@ -379,6 +380,5 @@ def _layer_mask(shape: tuple[int, ...], groups: int, layout: ExpanderLayout,
 
 
 def _groups(model: nn.Module, name: str) -> int:
-    module_name = name.rpartition(".")[0]
-    module = model.get_submodule(module_name) if module_name else model
+    module = layer_of(model, name)
     return int(getattr(module, "groups", 1)) if isinstance(module, nn.modules.conv._ConvNd) else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch.func import functional_call
 
 from ..sparsity import Schedule
 from ._options import as_float, as_int
+from ._tokens import RandomTokens, call_token_model, embedding_names, token_placeholder
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -72,7 +74,11 @@ class NTKSAPPruner(Pruner):
         s = | sum_{r=1..R} dJ_r / dc |   (evaluated at c = current mask, summed before |.|).
 
     The network is re-initialised for every draw ("multi-sampling"), so the mask does not
-    depend on one weight draw and NTK-SAP is data-free. Pruning runs T rounds on an exponential
+    depend on one weight draw and NTK-SAP is data-free. Token-input models (with
+    ``nn.Embedding`` layers; ``input_shape`` is then the sequence shape, e.g. ``(T,)``) get
+    random token ids instead of Gaussian inputs: every embedding looks up ids drawn uniformly
+    from its vocabulary, the same for both evaluations of a draw (see
+    :mod:`paizoo.pruners._tokens`). Pruning runs T rounds on an exponential
     density schedule, the mask of each round feeding the next (defaults T = 20, R = 5,
     eps = 0.01, as in the paper and the authors' code ``YiteWang/NTK-SAP``).
 
@@ -125,21 +131,34 @@ class NTKSAPPruner(Pruner):
         dtype = ctx.initial[names[0]].dtype
         mask = {n: ctx.mask[n].to(dtype) for n in names}
         total = {n: torch.zeros_like(ctx.initial[n]) for n in names}
-        for _ in range(self.draws):
-            weights = self._draw_weights(ctx, scratch)
-            x = torch.randn((self.batch_size, *ctx.input_shape), generator=ctx.generator,
-                            dtype=dtype).to(ctx.device)
-            noise = {n: torch.randn(ctx.initial[n].shape, generator=ctx.generator,
-                                    dtype=dtype).to(ctx.device) for n in names}
-            scratch.train()
-            for m in norms:
-                m.reset_running_stats()
-            with torch.no_grad():
-                functional_call(scratch, {n: weights[n] * mask[n] for n in names}, (x,))
-            scratch.eval()
-            grads = ntksap_draw_gradient(scratch, weights, mask, x, noise, self.epsilon)
-            for n in names:
-                total[n] += grads[n]
+        embeddings = embedding_names(scratch)
+        tokens = RandomTokens(scratch, ctx.generator) if embeddings else nullcontext()
+        with tokens:
+            for _ in range(self.draws):
+                weights = self._draw_weights(ctx, scratch)
+                if isinstance(tokens, RandomTokens):
+                    tokens.redraw()
+                    x = token_placeholder(scratch, self.batch_size, ctx.input_shape, ctx.device)
+                else:
+                    x = torch.randn((self.batch_size, *ctx.input_shape), generator=ctx.generator,
+                                    dtype=dtype).to(ctx.device)
+                noise = {n: torch.randn(ctx.initial[n].shape, generator=ctx.generator,
+                                        dtype=dtype).to(ctx.device) for n in names}
+
+                def draw(x: torch.Tensor = x, weights: dict[str, torch.Tensor] = weights,
+                         noise: dict[str, torch.Tensor] = noise) -> dict[str, torch.Tensor]:
+                    scratch.train()
+                    for m in norms:
+                        m.reset_running_stats()
+                    with torch.no_grad():
+                        functional_call(scratch, {n: weights[n] * mask[n] for n in names}, (x,))
+                    scratch.eval()
+                    return ntksap_draw_gradient(scratch, weights, mask, x, noise, self.epsilon)
+
+                grads = (call_token_model("NTK-SAP", scratch, embeddings, draw, tuple(x.shape))
+                         if embeddings else draw())
+                for n in names:
+                    total[n] += grads[n]
         return {n: total[n].abs() * mask[n] for n in names}
 
     def _draw_weights(self, ctx: PruneContext, scratch: nn.Module) -> dict[str, torch.Tensor]:

@@ -10,9 +10,12 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UnsupportedLayerError
+from ..params import parameter_table
 from ..sparsity import Schedule
 from ._channel_flow import ChannelFlow, trace_channel_flow
 from ._options import as_int
+from ._tokens import embedding_names
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -410,6 +413,20 @@ class PHEWPruner(Pruner):
 
     def prepare(self, ctx: PruneContext) -> None:
         assert ctx.input_shape is not None
+        embeddings = embedding_names(ctx.model)
+        if embeddings:
+            raise UnsupportedLayerError(
+                f"PHEW walks from the model's input channels through Conv/Linear layers and "
+                f"cannot start from token ids: {type(ctx.model).__name__} has the embedding(s) "
+                f"{', '.join(embeddings[:3])}. Prune token-input models with SynFlow, NTK-SAP "
+                "or a data-driven pruner")
+        table = parameter_table(ctx.model)
+        other = [n for n in ctx.params if not {"conv", "linear"} & set(table[n].kinds)]
+        if other:
+            raise UnsupportedLayerError(
+                f"PHEW walks channel paths through Conv/Linear layers only and cannot follow "
+                f"{', '.join(other[:3])} ({table[other[0]].kind} weights); prune them with "
+                "another pruner, or leave them out (the default cover, or exclude=)")
         self._flow = trace_channel_flow(ctx.model, list(ctx.params), ctx.input_shape)
 
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:

@@ -11,11 +11,12 @@ A ``"module:Class"`` string also works wherever a pruner name is accepted.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import UnknownPrunerError
+from ..errors import PaizooError, PrunerOptionError, UnknownPrunerError
 
 if TYPE_CHECKING:
     from .base import Pruner
@@ -85,8 +86,47 @@ def get_pruner_class(name: str) -> type[Pruner]:
 
 
 def create_pruner(name: str, **config: Any) -> Pruner:
-    """Instantiate the pruner ``name`` with keyword ``config`` (see each pruner's docstring)."""
-    return get_pruner_class(name)(**config)
+    """Instantiate the pruner ``name`` with keyword ``config`` (see each pruner's docstring).
+
+    Raises:
+        paizoo.errors.PrunerOptionError: an unknown option (listing the pruner's options) or a
+            bad option value, naming the pruner.
+    """
+    cls = get_pruner_class(name)
+    options = pruner_options(cls)
+    unknown = sorted(set(config) - set(options)) if options is not None else []
+    if unknown:
+        raise PrunerOptionError(
+            f"pruner {name!r} has no option {', '.join(map(repr, unknown))}; its options are "
+            f"{', '.join(sorted(options or [])) or '(none)'}")
+    try:
+        return cls(**config)
+    except PaizooError:
+        raise
+    except (TypeError, ValueError) as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        raise PrunerOptionError(f"pruner {name!r} with {given or 'no options'}: {exc}") from exc
+
+
+def pruner_options(cls: type[Pruner]) -> list[str] | None:
+    """The keyword options the constructor of ``cls`` (and the base constructors its
+    ``**kwargs`` reach) accepts; ``None`` when it takes ``**kwargs`` that do not reach a base."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names += [p.name for p in params if p.name != "self" and p.kind in (
+            p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return list(dict.fromkeys(names))
+        if klass is object:
+            break
+    return None
 
 
 def list_pruners() -> list[str]:

@@ -9,6 +9,7 @@ import torch
 from ..errors import ScoreError
 from ..sparsity import Schedule
 from ._gradients import grads_or_zeros
+from ._tokens import ones_forward
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -28,7 +29,11 @@ class SynFlow(Pruner):
         score_i = | theta_i * dR/dtheta_i |
 
     with ``theta = |theta_0 * mask|`` for the prunable weights. No data is used
-    (``input_shape=`` is required). For a network without biases or normalisation, R is
+    (``input_shape=`` is required). Token-input models (with ``nn.Embedding`` layers; then
+    ``input_shape`` is the sequence shape, e.g. ``(T,)``) get the all-ones signal in each
+    embedding's one-hot space, scaled by 1/V: every embedding outputs its mean absolute row
+    ``(1/V) 1^T |E|`` at every position (see :mod:`paizoo.pruners._tokens`). For a network
+    without biases or normalisation, R is
     positively homogeneous of degree 1 in the weights of every layer, so by Euler's theorem the
     scores of each layer sum to R ("conservation of synaptic flow"); pruning iteratively with
     re-scoring lets the flow redistribute and avoids layer collapse. Defaults follow the paper:
@@ -87,8 +92,7 @@ class SynFlow(Pruner):
                 p.abs_()
         if ctx.input_shape is None:  # pragma: no cover - the base class checks this
             raise ScoreError("SynFlow needs input_shape=")
-        ones = torch.ones((1, *ctx.input_shape), dtype=self.dtype, device=ctx.device)
-        out = ctx.model(ones)
+        out = ones_forward(ctx.model, ctx.input_shape, self.dtype, ctx.device)
         if not isinstance(out, torch.Tensor):
             raise TypeError(
                 f"{type(ctx.model).__name__} returned a {type(out).__name__}; SynFlow needs a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,23 @@ def scores_wide(ev: Evaluation, model: str | None = None) -> pd.DataFrame:
     return out
 
 
+def readable_label(label: str) -> str:
+    """``random{"distribution":"erk"}`` (a pruner with its config as JSON, as in the tables) ->
+    ``random (distribution=erk)`` for legends; labels without a config stay as they are."""
+    name, brace, rest = label.partition("{")
+    if not brace:
+        return label
+    try:
+        config = json.loads(brace + rest)
+    except ValueError:
+        return label
+    if not isinstance(config, dict):
+        return label
+    items = ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+                      for k, v in config.items())
+    return f"{name} ({items})"
+
+
 def plot_predictions(ev: Evaluation, path: str | os.PathLike,
                      feature_set: str | None = None) -> Path:
     """Predicted vs actual accuracy drop of ``feature_set`` (default: the best), one panel per
@@ -68,7 +86,8 @@ def plot_predictions(ev: Evaluation, path: str | os.PathLike,
         pred = ev.predictions[(fs, split, ev.model)]
         for i, pruner in enumerate(pruners):
             sel = (ev.table["pruner"] == pruner).to_numpy()
-            ax.scatter(y[sel], pred[sel], s=14, alpha=0.8, color=cmap(i % cmap.N), label=pruner)
+            ax.scatter(y[sel], pred[sel], s=14, alpha=0.8, color=cmap(i % cmap.N),
+                       label=readable_label(pruner))
         lo_i, hi_i = min(lo, float(np.nanmin(pred))), max(hi, float(np.nanmax(pred)))
         ax.plot([lo_i, hi_i], [lo_i, hi_i], color="0.4", lw=1, ls="--")
         row = ev.scores[(ev.scores["feature_set"] == fs) & (ev.scores["split"] == split)

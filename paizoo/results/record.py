@@ -97,6 +97,10 @@ class RunRecord:
     ``dense_test_acc`` is the final test accuracy of the matching dense run
     (:meth:`RunSpec.dense_reference`) when it was in the store as this run finished (the
     runner trains the dense baselines first), else ``None``.
+
+    ``status`` is ``"ok"``, or ``"diverged"`` when the training loss became NaN/inf: training
+    stopped at ``diverged_epoch`` / ``diverged_step`` (1-based; the step counts optimiser steps
+    across epochs), and the losses of that epoch are ``None`` (SQLite stores no NaN).
     """
 
     run_key: str
@@ -134,6 +138,9 @@ class RunRecord:
     versions: dict[str, str]
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
+    status: str = "ok"
+    diverged_epoch: int | None = None
+    diverged_step: int | None = None
 
     JSON_FIELDS = ("model_config", "pruner_config", "prune_data_config", "train_config",
                    "layer_densities", "collapsed_layers", "history", "versions")
@@ -155,6 +162,11 @@ class RunRecord:
             data[name] = json.loads(data[name]) if data.get(name) is not None else None
         data["layer_collapse"] = bool(data["layer_collapse"])
         return cls(**data)
+
+    @property
+    def diverged(self) -> bool:
+        """Whether training stopped on a non-finite loss (see ``status``)."""
+        return self.status == "diverged"
 
     @classmethod
     def columns(cls) -> list[str]:

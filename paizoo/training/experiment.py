@@ -232,4 +232,7 @@ def run_experiment(
         log_path=str(log_path) if log_path else None,
         device=result.device,
         versions=library_versions(),
+        status="diverged" if result.diverged else "ok",
+        diverged_epoch=result.diverged.epoch if result.diverged else None,
+        diverged_step=result.diverged.step if result.diverged else None,
     )

@@ -6,6 +6,10 @@ by :meth:`paizoo.Mask.apply`) and keeps the mask enforced throughout (see
 checked, not assumed. Cross-entropy loss; SGD with momentum, Adam or AdamW; step, cosine or
 constant learning rate per epoch; mixed precision on CUDA. Everything random (batch order,
 augmentation, dropout) is seeded, so on the CPU the same seed gives the same accuracy.
+
+A run whose loss becomes NaN or infinite has diverged (:mod:`paizoo.training.divergence`): training
+stops at once and the result says where (``TrainResult.diverged``) instead of failing; the
+pruned weights are still handed back exactly 0 (the kept ones are not finite).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import DeviceError
 from ..masks import Mask
 from ..reparam import is_masked
 from .batching import Batches
 from .config import TrainConfig
+from .divergence import NONFINITE, Divergence
 from .logs import JsonlLog, WandbLog, WandbOptions
 from .masking import MaskCheck, MaskEnforcer, MaskMode, _masked_modules
 
@@ -68,6 +74,8 @@ class TrainResult:
     amp: str | None
     mask_check: MaskCheck | None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where the loss became non-finite (training stopped there), else ``None``
+    diverged: Divergence | None = None
 
     @property
     def final(self) -> EpochMetrics:
@@ -89,11 +97,21 @@ class TrainResult:
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU."""
+    """``device`` if given, else CUDA when available, else the CPU.
+
+    Raises:
+        paizoo.errors.DeviceError: ``device`` is not a PyTorch device name, or it is CUDA and
+            CUDA is not available.
+    """
     if device is not None:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N (or mps on "
+                              "Apple silicon)") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            raise DeviceError(f"device {device!r} requested but CUDA is not available here; "
+                              "use --device cpu (or leave it out: CUDA when present, else CPU)")
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -195,6 +213,9 @@ def train(
             mask is ``Mask.from_model(model)``; ``result.extra["topology_updates"]`` counts the
             replacements. Needs a masked model.
 
+    A non-finite training loss stops training at that step: the epoch is evaluated and
+    recorded (its ``train_loss`` is NaN) and ``result.diverged`` gives the epoch and step.
+
     Raises:
         paizoo.training.MaskViolationError: a pruned weight is not exactly 0 after training.
     """
@@ -255,6 +276,9 @@ def train(
     wb = WandbLog(wandb, {**config.to_dict(), "seed": seed, **(log_context or {})})
 
     history: list[EpochMetrics] = []
+    diverged: Divergence | None = None
+    # how often (in steps) the loss is checked for NaN/inf: each check syncs a CUDA device
+    check_every = 1 if device.type == "cpu" else 25
     train_time = eval_time = 0.0
     cuda_devices = [device] if device.type == "cuda" else []
     try:
@@ -267,9 +291,15 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 t0 = time.perf_counter()
-                loss_avg, acc = _train_epoch(model, train_batches, optimizer, enforcer, scaler,
-                                             autocast, desc=f"epoch {epoch + 1}/{config.epochs}",
-                                             disable=disable, on_step=on_step)
+                first_step = step
+                loss_avg, acc, bad = _train_epoch(
+                    model, train_batches, optimizer, enforcer, scaler, autocast,
+                    desc=f"epoch {epoch + 1}/{config.epochs}", disable=disable, on_step=on_step,
+                    check_every=check_every)
+                if bad is not None:
+                    diverged = Divergence(epoch=epoch + 1, step=first_step + bad + 1,
+                                          reason=NONFINITE)
+                    enforcer.clear_pruned()  # NaN * 0 is NaN: pruned weights back to exact 0
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 t1 = time.perf_counter()
@@ -287,17 +317,21 @@ def train(
                 bar.set_postfix(loss=f"{loss_avg:.3f}", test=f"{test_acc:.2%}")
                 if on_epoch is not None:
                     on_epoch(metrics)
+                if diverged is not None:
+                    log.write({"event": "diverged", **diverged.to_dict()})
+                    break
         check = enforcer.finish()
         result = TrainResult(history=history, train_time_s=train_time, eval_time_s=eval_time,
                              device=str(device),
                              amp=str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
-                             mask_check=check)
+                             mask_check=check, diverged=diverged)
         if topology_update is not None:
             result.extra["topology_updates"] = updates
         end = {"event": "end", "final_test_acc": result.final_test_acc,
                "best_test_acc": result.best_test_acc, "best_epoch": result.best_epoch,
                "train_time_s": train_time, "eval_time_s": eval_time,
-               "mask_check": check.to_dict() if check else None}
+               "mask_check": check.to_dict() if check else None,
+               "diverged": diverged.to_dict() if diverged else None}
         log.write(end)
         wb.summary({k: v for k, v in end.items() if k != "event"})
         return result
@@ -319,12 +353,18 @@ def _train_epoch(
     desc: str,
     disable: bool | None,
     on_step: Callable[[], None] | None = None,
-) -> tuple[float, float]:
-    """One pass over ``batches``; returns the running mean loss and accuracy."""
+    check_every: int = 1,
+) -> tuple[float, float, int | None]:
+    """One pass over ``batches``; returns the running mean loss and accuracy, and the 0-based
+    index of the first step whose loss was not finite (the pass stops at the next check, every
+    ``check_every`` steps and at the end), else ``None``."""
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
     correct = torch.zeros((), dtype=torch.int64, device=batches.device)
     n = 0
+    unchecked: list[torch.Tensor] = []  # losses since the last check (no device sync per step)
+    checked = 0
+    bad: int | None = None
     with tqdm(batches, desc=desc, unit="batch", leave=False, disable=disable) as bar:
         for x, y in bar:
             with autocast():
@@ -345,10 +385,27 @@ def _train_epoch(
                 loss_sum += loss.detach().double() * len(y)
                 correct += (out.argmax(1) == y).sum()
             n += len(y)
+            unchecked.append(loss.detach())
+            if len(unchecked) >= check_every:
+                bad = _first_nonfinite(unchecked, checked)
+                checked += len(unchecked)
+                unchecked = []
+                if bad is not None:
+                    break
+    if bad is None and unchecked:
+        bad = _first_nonfinite(unchecked, checked)
     mean_loss = float(loss_sum) / max(n, 1)
     if not math.isfinite(mean_loss):
         mean_loss = float("nan")
-    return mean_loss, int(correct) / max(n, 1)
+    return mean_loss, int(correct) / max(n, 1), bad
+
+
+def _first_nonfinite(losses: list[torch.Tensor], offset: int) -> int | None:
+    """``offset`` + the index of the first non-finite loss in ``losses`` (one sync), or None."""
+    finite = torch.isfinite(torch.stack(losses).float())
+    if bool(finite.all()):
+        return None
+    return offset + int((~finite).nonzero()[0, 0])
 
 
 @torch.no_grad()

@@ -159,6 +159,22 @@ class MaskEnforcer:
             torch._foreach_mul_(self._params, self._masks)
 
     @torch.no_grad()
+    def clear_pruned(self) -> None:
+        """Set every pruned weight to exactly 0 by assignment, not by multiplying with the mask
+        (``NaN * 0`` is NaN): for a run whose weights became non-finite, after which
+        :meth:`finish` hands the model back with its pruned weights still exactly 0."""
+        if self.mask is None:
+            return
+        if self.mode == "project":
+            for p, keep in zip(self._params, self._masks, strict=True):
+                p.masked_fill_(keep == 0, 0.0)
+            return
+        for name, (module, attr) in _masked_modules(self.model).items():
+            orig = getattr(module, f"{attr}_orig")
+            orig.masked_fill_(~self.mask[name].to(orig.device), 0.0)
+            setattr(module, attr, orig * getattr(module, f"{attr}_mask"))
+
+    @torch.no_grad()
     def finish(self) -> MaskCheck | None:
         """Return the model to the prune convention with pruned ``*_orig`` entries zeroed.
 

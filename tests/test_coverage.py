@@ -1,0 +1,406 @@
+"""Prunable coverage (issue #12): cover=, include= extending the set, parametrized and tied
+weights, the coverage warning, and token-input models in the data-free pruners."""
+
+from __future__ import annotations
+
+import copy
+import math
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+
+import paizoo
+from paizoo.params import prunable_parameters
+from paizoo.pruners._tokens import all_ones_embeddings
+from paizoo.sparsity import kept_count
+
+
+class Mixed(nn.Module):
+    """One module of every kind, with packed and separate attention projections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.pos = nn.Parameter(torch.zeros(1, 3, 8))
+        self.packed = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.separate = nn.MultiheadAttention(8, 2, kdim=6, vdim=5, batch_first=True)
+        self.lstm = nn.LSTM(8, 4, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = nn.GRU(8, 4, batch_first=True)
+        self.cell = nn.RNNCell(8, 4)
+        self.conv = nn.Conv1d(8, 8, 3)
+        self.fc = nn.Linear(8, 2)
+
+
+def test_cover_kinds_select_every_layer_and_direction() -> None:
+    model = Mixed()
+    default = set(prunable_parameters(model))
+    assert default == {"packed.out_proj.weight", "separate.out_proj.weight", "conv.weight",
+                       "fc.weight"}
+    attention = set(prunable_parameters(model, cover="attention")) - default
+    assert attention == {"packed.in_proj_weight", "separate.q_proj_weight",
+                         "separate.k_proj_weight", "separate.v_proj_weight"}
+    recurrent = set(prunable_parameters(model, cover="recurrent")) - default
+    expected = {f"lstm.weight_{k}_l{layer}{d}" for k in ("ih", "hh") for layer in (0, 1)
+                for d in ("", "_reverse")}
+    expected |= {"gru.weight_ih_l0", "gru.weight_hh_l0", "cell.weight_ih", "cell.weight_hh"}
+    assert recurrent == expected
+    assert set(prunable_parameters(model, cover="embedding")) - default == {"embed.weight"}
+    everything = set(prunable_parameters(model, cover="all"))
+    assert everything == default | attention | recurrent | {"embed.weight"}
+    assert set(prunable_parameters(model, cover=["attention", "recurrent"])) == (
+        default | attention | recurrent)
+    assert set(prunable_parameters(model, cover="default")) == default
+    with pytest.raises(paizoo.CoverageError, match=r"unknown cover 'attn'.*attention"):
+        prunable_parameters(model, cover="attn")
+
+
+def test_include_narrows_extends_and_exclude_wins() -> None:
+    model = Mixed()
+    # narrowing: covered weights matching the glob; 1-D parameters (biases) are not reached
+    assert list(prunable_parameters(model, include="packed.*")) == [
+        "packed.in_proj_weight", "packed.out_proj.weight"]
+    # extending: any parameter with >= 2 dims by glob, a 1-D one only by its exact name
+    assert list(prunable_parameters(model, include=["pos", "fc.*"])) == ["pos", "fc.weight"]
+    assert list(prunable_parameters(model, include=["fc.bias"])) == ["fc.bias"]
+    assert "lstm.weight_hh_l1_reverse" in prunable_parameters(model, include="lstm.*")
+    assert "lstm.bias_hh_l0" not in prunable_parameters(model, include="lstm.*")
+    # exclude wins over include and cover
+    got = prunable_parameters(model, include=["pos", "fc.*"], exclude="pos", cover="all")
+    assert list(got) == ["fc.weight"]
+    with pytest.warns(paizoo.CoverageWarning, match="attention weights") as record:
+        mask = paizoo.prune(model, "magnitude", sparsity=0.5, include=["fc.weight", "pos"])
+    assert "other weights" not in str(record[0].message)  # pos is pruned now
+    assert list(mask) == ["pos", "fc.weight"]
+
+
+def test_coverage_warning_names_kinds_and_fraction() -> None:
+    model = Mixed()
+    total = sum(p.numel() for p in model.parameters())
+    dense = {
+        "attention": sum(p.numel() for n, p in model.named_parameters()
+                         if n.endswith("proj_weight") and "out_proj" not in n),
+        "recurrent": sum(p.numel() for n, p in model.named_parameters()
+                         if ".weight_" in n and n.split(".")[0] in ("lstm", "gru", "cell")),
+        "embedding": 80,
+        "other": 24,  # pos
+    }
+    with pytest.warns(paizoo.CoverageWarning) as record:
+        mask = paizoo.prune(model, "random", sparsity=0.5)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert mask.coverage is not None and mask.coverage.dense_counts == dense
+    assert mask.coverage.model_total == total
+    share = sum(dense.values()) / total
+    assert f"{share:.2%} of the model's parameters" in message
+    for kind, count in dense.items():
+        assert f"{kind} weights (" in message and f"{count / total:.2%}" in message
+    assert "cover='attention'" in message and "lstm.weight_ih_l0" in message
+    assert message in mask.report()
+    # once covered (and the positional encoding excluded by name) nothing is left to report
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mask = paizoo.prune(model, "random", sparsity=0.5, cover="all", exclude="pos")
+    assert mask.coverage is not None and not mask.coverage.dense
+    assert "coverage leaves" not in mask.report()
+
+
+def _wn_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 4))
+    parametrizations.weight_norm(model[0])
+    return model
+
+
+def test_weight_norm_pruned_exactly_through_v() -> None:
+    model = _wn_mlp()
+    total = 64 * 32 + 32 * 4
+    mask = paizoo.prune(model, "magnitude", sparsity=0.9)
+    key = "0.parametrizations.weight.original1"
+    assert list(mask) == [key, "2.weight"]
+    assert mask.num_kept == math.floor(0.1 * total + 0.5) and mask.num_total == total
+    keep = mask[key]
+    mask.apply(model)
+    # independent computation of the weight-normed weight from the masked v and g
+    v = model[0].parametrizations.weight.original1_orig.detach() * keep
+    g = model[0].parametrizations.weight.original0.detach()
+    expected = g * v / v.norm(dim=1, keepdim=True)
+    assert torch.allclose(model[0].weight, expected)
+    assert torch.equal(model[0].weight != 0, keep)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(8, 64)).pow(2).sum().backward()
+        opt.step()
+    assert torch.equal(model[0].weight != 0, keep)
+    assert paizoo.Mask.from_model(model) == mask
+
+
+def test_spectral_norm_pruned_through_original() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    parametrizations.spectral_norm(model[0])
+    mask = paizoo.prune(model, "random", sparsity=0.5)
+    key = "0.parametrizations.weight.original"
+    mask.apply(model)
+    assert torch.equal(model[0].weight != 0, mask[key])
+
+
+class _Shift(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0
+
+
+class _Scale(nn.Module):
+    paizoo_preserves_zeros = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * x
+
+
+def test_parametrizations_that_do_not_keep_zeros_are_refused() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    parametrize.register_parametrization(model[0], "weight", _Shift())
+    with pytest.raises(paizoo.CoverageError, match=r"0\.weight is computed by the "
+                       r"parametrization _Shift.*exclude='0\.weight'.*paizoo_preserves_zeros"):
+        paizoo.prune(model, "magnitude", sparsity=0.5)
+    mask = paizoo.prune(model, "magnitude", sparsity=0.5, exclude="0.weight")
+    assert list(mask) == ["1.weight"]
+
+    orth = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    parametrizations.orthogonal(orth[0])
+    with pytest.raises(paizoo.CoverageError, match="does not keep the zeros"):
+        paizoo.prune(orth, "magnitude", sparsity=0.5)
+
+    with pytest.warns(FutureWarning, match="deprecated"):
+        legacy = nn.Sequential(torch.nn.utils.weight_norm(nn.Linear(4, 4)), nn.Linear(4, 2))
+    with pytest.raises(paizoo.CoverageError, match=r"legacy hook-based.*parametrizations"):
+        paizoo.prune(legacy, "magnitude", sparsity=0.5)
+
+    scaled = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    parametrize.register_parametrization(scaled[0], "weight", _Scale())
+    mask = paizoo.prune(scaled, "random", sparsity=0.5, apply=True)
+    assert torch.equal(scaled[0].weight != 0, mask["0.parametrizations.weight.original"])
+
+
+def test_weight_norm_mask_emptying_a_row_is_refused() -> None:
+    model = _wn_mlp()
+    keep = torch.ones(32, 64, dtype=torch.bool)
+    keep[5] = False
+    mask = paizoo.Mask({"0.parametrizations.weight.original1": keep})
+    with pytest.raises(paizoo.CoverageError, match=r"1 slice\(s\).*0/0"):
+        mask.apply(model)
+
+
+def test_tied_linear_layers_one_entry_both_masked() -> None:
+    torch.manual_seed(0)
+    a, b = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
+    b.weight = a.weight
+    model = nn.Sequential(a, nn.ReLU(), b)
+    mask = paizoo.prune(model, "magnitude", sparsity=0.5, apply=True)
+    assert list(mask) == ["0.weight"] and mask.num_total == 36
+    x = torch.randn(3, 6)
+    w = a.weight_orig.detach() * mask["0.weight"]
+    assert torch.allclose(model(x), F.linear(F.relu(F.linear(x, w)), w))
+    paizoo.remove_masks(model)
+    assert model[2].weight is model[0].weight  # still tied, now with the zeros baked in
+    assert torch.equal(model[0].weight != 0, mask["0.weight"])
+
+
+def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
+    """SynFlow on a token model equals SynFlow on the same network with the embedding replaced
+    by a Linear layer fed the uniform one-hot mixture (1/V) 1 (checked by hand)."""
+    torch.manual_seed(0)
+    vocab, dim, seq = 7, 5, 3
+    model = nn.Sequential(nn.Embedding(vocab, dim), nn.Flatten(), nn.Linear(seq * dim, 2))
+    with all_ones_embeddings(model):
+        out = model(torch.zeros(1, seq, dtype=torch.long))
+    assert torch.allclose(out, model[2](model[0].weight.mean(0).repeat(seq)[None]))
+    mask = paizoo.prune(model, "synflow", sparsity=0.5, input_shape=(seq,), rounds=1,
+                        cover="embedding")
+    # by hand: R = 1^T W2 (repeat of mean |E|) with |.| everywhere; score = |theta dR/dtheta|
+    emb = model[0].weight.detach().double().abs().requires_grad_(True)
+    w2 = model[2].weight.detach().double().abs().requires_grad_(True)
+    b2 = model[2].bias.detach().double().abs()
+    r = (F.linear(emb.mean(0).repeat(seq)[None], w2, b2)).sum()
+    g_emb, g_w2 = torch.autograd.grad(r, [emb, w2])
+    scores = torch.cat([(emb * g_emb).flatten(), (w2 * g_w2).flatten()]).detach()
+    kept = torch.cat([mask["0.weight"].flatten(), mask["2.weight"].flatten()])
+    assert int(kept.sum()) == kept_count(0.5, scores.numel())
+    assert float(scores[kept].min()) >= float(scores[~kept].max()) * (1 - 1e-12)
+
+
+def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None:
+    class Conditioned(nn.Module):  # float input, an embedding elsewhere
+        def __init__(self) -> None:
+            super().__init__()
+            self.label = nn.Embedding(3, 4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            labels = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+            return self.fc(x) + self.label(labels)[:, :2]
+
+    for pruner in ("synflow", "ntksap"):
+        with pytest.raises(paizoo.UnsupportedLayerError, match=r"token ids of shape.*forward "
+                           r"failed"):
+            paizoo.prune(Conditioned(), pruner, sparsity=0.5, input_shape=(4,), rounds=1,
+                         **({"draws": 1, "batch_size": 2} if pruner == "ntksap" else {}))
+
+
+def test_cli_cover_and_include(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "paizoo", "prune", "--model", "lenet_300_100", "--pruner",
+             "magnitude", "--sparsity", "0.5", "--input-shape", "1,28,28", *extra],
+            capture_output=True, text=True, check=False)
+
+    bad = run("--cover", "attn")
+    assert bad.returncode != 0 and bad.stderr.count("\n") <= 1 + bad.stderr.count("Warning")
+    assert "paizoo: error: unknown cover 'attn'" in bad.stdout + bad.stderr
+    narrowed = run("--cover", "all", "--include", "fc1.*", "--include", "fc3.bias")
+    assert narrowed.returncode == 0, narrowed.stderr
+    table = narrowed.stdout.splitlines()
+    rows = [line.split()[0] for line in table if line.startswith("fc")]
+    assert rows == ["fc1.weight", "fc3.bias"]  # narrowed to fc1, extended to a named bias
+
+
+def test_scoring_copy_weight_norm_is_zero_on_an_empty_slice() -> None:
+    """In the pruner's working copy, weight norm of an all-zero slice is 0 (not NaN), equal to
+    torch's weight norm elsewhere, with finite gradients; the iterative pruners then reach
+    sparsities that empty whole rows, and apply refuses those masks on the real model."""
+    from paizoo.reparam import _ScoringWeightNorm
+
+    torch.manual_seed(0)
+    v = torch.randn(5, 4, dtype=torch.float64)
+    v[2] = 0
+    g = torch.rand(5, 1, dtype=torch.float64).requires_grad_(True)
+    v.requires_grad_(True)
+    w = _ScoringWeightNorm(0)(g, v)
+    rows = [0, 1, 3, 4]
+    assert torch.allclose(w[rows], torch._weight_norm(v[rows], g[rows], 0))
+    assert torch.equal(w[2], torch.zeros(4, dtype=torch.float64))
+    grads = torch.autograd.grad(w.pow(2).sum(), [g, v])
+    assert all(bool(torch.isfinite(t).all()) for t in grads)
+
+    model = _wn_mlp()
+    x, y = torch.randn(16, 64), torch.randint(4, (16,))
+    for pruner, options in (("synflow", {"rounds": 20}), ("force", {"rounds": 5})):
+        mask = paizoo.prune(model, pruner, sparsity=0.995, data=(x, y), input_shape=(64,),
+                            **options)
+        keep = mask["0.parametrizations.weight.original1"]
+        empty = int((~keep.any(1)).sum())
+        assert empty > 0 and mask.num_kept == kept_count(0.005, mask.num_total)
+        with pytest.raises(paizoo.CoverageError, match=rf"no weight in {empty} slice"):
+            mask.apply(copy.deepcopy(model))
+
+
+class _CrossAttention(nn.Module):
+    """Separate q/k/v projections (kdim, vdim != embed_dim) and a raw positional parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 3, 8))
+        self.attn = nn.MultiheadAttention(8, 2, kdim=6, vdim=5, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        k, v = q[..., :6], q[..., 3:]
+        return self.fc(self.attn(q + self.pos, k, v, need_weights=False)[0].mean(1))
+
+
+def test_separate_projections_and_an_included_raw_parameter_train_masked() -> None:
+    torch.manual_seed(0)
+    model = _CrossAttention()
+    mask = paizoo.prune(model, "random", sparsity=0.5, cover="attention",
+                        include=["*.weight", "*_proj_weight", "pos"], apply=True)
+    assert list(mask) == ["pos", "attn.q_proj_weight", "attn.k_proj_weight",
+                          "attn.v_proj_weight", "attn.out_proj.weight", "fc.weight"]
+    x = torch.randn(4, 3, 8)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    out = model(x)
+    plain = _CrossAttention()
+    state = model.state_dict()
+    plain.load_state_dict({k[: -len("_orig")]: v * state[k[: -len("_orig")] + "_mask"]
+                           for k, v in state.items() if k.endswith("_orig")}
+                          | {k: v for k, v in state.items()
+                             if not k.endswith(("_orig", "_mask"))})
+    assert torch.allclose(out, plain(x), atol=1e-6)
+    for name, keep in mask.items():
+        path, _, attr = name.rpartition(".")
+        tensor = getattr(model.get_submodule(path) if path else model, attr)
+        assert bool((tensor.detach()[~keep] == 0).all()), name
+
+
+def test_weight_standardised_convolutions_are_refused() -> None:
+    """timm's StdConv2d computes (w - mean) / std in forward: a mask on w is not exact."""
+    std_conv = pytest.importorskip("timm.layers.std_conv")
+    conv = std_conv.StdConv2d(3, 4, 3)
+    with torch.no_grad():  # the forward turns a zeroed entry into a non-zero one
+        w = conv.weight.clone()
+        conv.weight[0, 0, 0, 0] = 0
+        effective = F.batch_norm(conv.weight.reshape(1, 4, -1), None, None, training=True,
+                                 eps=conv.eps).reshape_as(w)
+    assert effective[0, 0, 0, 0] != 0
+    model = nn.Sequential(conv, nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    with pytest.raises(paizoo.CoverageError, match=r"0\.weight belongs to a StdConv2d.*"
+                       r"exclude='0\.weight'"):
+        paizoo.prune(model, "magnitude", sparsity=0.5)
+    assert list(paizoo.prune(model, "magnitude", sparsity=0.5, exclude="0.weight")) == [
+        "2.weight"]
+
+
+def test_token_placeholder_avoids_the_padding_index() -> None:
+    """A model that masks its padding positions (tokens == padding_idx) would mask every
+    position if fed padding ids, and attention over no key is NaN."""
+
+    class Padded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(12, 8, padding_idx=0)
+            layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            h = self.encoder(self.embed(tokens), src_key_padding_mask=tokens == 0)
+            return self.head(h.mean(1))
+
+    torch.manual_seed(0)
+    for pruner, options in (("synflow", {"rounds": 2}),
+                            ("ntksap", {"rounds": 1, "draws": 1, "batch_size": 4})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mask = paizoo.prune(Padded(), pruner, sparsity=0.5, input_shape=(5,), **options)
+        # only the coverage warning: fed padding ids, attention sees no key and out_proj
+        # collapses (LayerCollapseWarning)
+        assert [w.category for w in caught] == [paizoo.CoverageWarning], [
+            str(w.message) for w in caught]
+        assert mask.num_kept == kept_count(0.5, mask.num_total)
+
+
+def test_leaderboard_pruner_config_passes_cover_to_prune() -> None:
+    """A leaderboard/train pruner ``config`` goes to ``paizoo.prune`` as keywords, so
+    ``{cover: recurrent}`` in a grid's pruner entry prunes the recurrent weights."""
+    from types import SimpleNamespace
+
+    from paizoo.results import RunSpec
+    from paizoo.training import TrainConfig
+    from paizoo.training.experiment import prune_for
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.LSTM(4, 6, batch_first=True))
+    spec = RunSpec(dataset="synthetic", model="lstm", pruner="random", sparsity=0.5, seed=0,
+                   train=TrainConfig(), pruner_config={"cover": "recurrent"})
+    mask, _ = prune_for(spec, model, SimpleNamespace(info=SimpleNamespace(input_shape=(3, 4))))
+    assert list(mask) == ["0.weight_ih_l0", "0.weight_hh_l0"]

@@ -1,0 +1,82 @@
+"""What pruning feeds the model is checked before scoring (issue 13, item 8): inputs that do not
+fit, labels outside the model's classes (one shared check, the same message for every
+data-driven pruner), a model on the meta device, input shapes with a batch dimension or
+non-positive sizes, and a compression that underflows to density 0."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import paizoo
+from paizoo.errors import MissingDataError, ModelConfigError, SparsityError
+from paizoo.models import create_model
+
+
+def _lenet5() -> nn.Module:
+    return create_model("lenet5", num_classes=10, in_channels=1, input_size=(28, 28), seed=0)
+
+
+def _data(shape: tuple[int, ...] = (1, 28, 28), high: int = 10) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(20) % high
+    return torch.randn(20, *shape, generator=gen), y
+
+
+@pytest.mark.parametrize("pruner", ["snip", "grasp", "force", "iterative_snip", "prospr"])
+def test_labels_outside_the_classes_are_explained_the_same_way(pruner):
+    with pytest.raises(MissingDataError, match=r"target 19 outside \[0, 10\) for the model's 10 "
+                                               r"output logits.*num_classes"):
+        paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=_data(high=20))
+
+
+def test_negative_labels_are_caught_too():
+    x, y = _data()
+    y[3] = -1
+    with pytest.raises(MissingDataError, match=r"target -1 outside \[0, 10\)"):
+        paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=(x, y))
+
+
+@pytest.mark.parametrize("pruner", ["snip", "grasp"])
+def test_inputs_of_the_wrong_shape_say_so(pruner):
+    with pytest.raises(MissingDataError, match=r"LeNet5 cannot take the data's inputs of shape "
+                                               r"\(3, 32, 32\).*without the batch dimension"):
+        paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=_data((3, 32, 32)))
+
+
+def test_an_input_shape_with_a_batch_dimension_is_named():
+    with pytest.raises(MissingDataError, match=r"input_shape=\(1, 1, 28, 28\).*includes a batch "
+                                               r"dimension, drop it: \(1, 28, 28\)"):
+        paizoo.prune(_lenet5(), "synflow", sparsity=0.5, input_shape=(1, 1, 28, 28))
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 28), (1, -28, 28), (), (1.5, 28, 28)])
+def test_non_positive_or_non_integer_input_shapes_are_refused(shape):
+    with pytest.raises(MissingDataError, match="positive integers"):
+        paizoo.prune(_lenet5(), "synflow", sparsity=0.5, input_shape=shape)
+
+
+def test_a_model_on_the_meta_device_is_refused():
+    with torch.device("meta"):
+        model = _lenet5()
+    with pytest.raises(ModelConfigError, match=r"meta device.*initialised weights"):
+        paizoo.prune(model, "magnitude", sparsity=0.5)
+
+
+def test_compression_that_underflows_names_compression():
+    with pytest.raises(SparsityError, match=r"compression=400 .*underflows to 0"):
+        paizoo.prune(_lenet5(), "magnitude", compression=400)
+    with pytest.raises(SparsityError, match=r"keeps 0 of .*lower sparsity or compression"):
+        paizoo.prune(_lenet5(), "magnitude", compression=10)
+
+
+def test_checks_leave_valid_pruning_bit_identical():
+    """The probe forward pass changes neither the mask nor the global RNG stream."""
+    model = _lenet5()
+    torch.manual_seed(123)
+    a = paizoo.prune(model, "snip", sparsity=0.9, data=_data(), seed=3)
+    after_a = torch.rand(3)
+    torch.manual_seed(123)
+    b = paizoo.prune(model, "snip", sparsity=0.9, data=_data(), seed=3)
+    assert a == b and torch.equal(after_a, torch.rand(3))
