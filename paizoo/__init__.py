@@ -9,7 +9,7 @@ Quick start::
 
 from __future__ import annotations
 
-from . import graph, models
+from . import diagnostics, graph, models
 from .api import prune
 from .errors import (
     CoverageError,
@@ -51,6 +51,7 @@ __all__ = [
     "__version__",
     "apply_mask",
     "create_pruner",
+    "diagnostics",
     "graph",
     "list_pruners",
     "models",

@@ -21,7 +21,7 @@ def as_batches(data: object, max_batches: int | None = None) -> list[Batch]:
         raise MissingDataError("no data given")
     if (isinstance(data, (tuple, list)) and len(data) == 2
             and all(isinstance(t, torch.Tensor) for t in data)):
-        return [(data[0], data[1])]
+        return as_batches([data])
     if isinstance(data, torch.Tensor):
         raise MissingDataError(
             "data is a single tensor; data-driven pruners need targets too: pass (inputs, "
@@ -40,6 +40,11 @@ def as_batches(data: object, max_batches: int | None = None) -> list[Batch]:
                 "each batch must be an (inputs, targets) pair of tensors, got "
                 f"{type(item).__name__}")
         out.append((item[0], item[1]))
+    for i, (x, _) in enumerate(out):
+        if x.dim() == 0 or x.shape[0] == 0:
+            raise MissingDataError(
+                f"batch {i} has no samples (inputs of shape {tuple(x.shape)}); the pruning data "
+                "must hold at least one sample per batch")
     if not out:
         raise MissingDataError("the data yielded no batch")
     return out

@@ -25,7 +25,9 @@ from .params import Cover, Coverage, Patterns, parameter_table, prunable_paramet
 
 
 class LayerCollapseWarning(UserWarning):
-    """Some layers of a mask keep no weight at all, which disconnects the network."""
+    """Some layers of a mask keep no weight at all, and no input-output path is left (or it
+    could not be checked); its subclass :class:`paizoo.diagnostics.BranchCollapseWarning`
+    says that the network stays connected through other paths (residual shortcuts)."""
 
 
 class CoverageWarning(UserWarning):

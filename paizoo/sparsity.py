@@ -81,6 +81,20 @@ def kept_count(density: float, n: int) -> int:
     return min(n, max(0, math.floor(density * n + 0.5)))
 
 
+#: a mask is "off target" when it keeps more than this fraction (or one weight, whichever is
+#: more) more or fewer weights than kept_count(density, N); exact-sparsity pruners never are
+OFF_TARGET_TOLERANCE = 0.01
+
+
+def off_target(kept: int, total: int, density: float) -> bool:
+    """Whether a mask keeping ``kept`` of ``total`` weights misses ``density`` (see
+    :data:`OFF_TARGET_TOLERANCE`): the leaderboard's § mark and the pruners' refusal."""
+    if density >= 1.0 or total <= 0:
+        return False
+    expected = kept_count(density, total)
+    return abs(kept - expected) > max(1.0, OFF_TARGET_TOLERANCE * expected)
+
+
 def density_schedule(
     final_density: float, rounds: int, kind: Schedule = "exponential"
 ) -> list[float]:

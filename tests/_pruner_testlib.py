@@ -27,3 +27,25 @@ class ScoreRecorder:
         scores = super().score(ctx)  # type: ignore[misc]
         self._scores.append({n: s.detach().clone() for n, s in scores.items()})
         return scores
+
+
+def prune_checking_collapse(*args: Any, **kwargs: Any) -> Any:
+    """``paizoo.prune(*args, **kwargs)``, asserting that it warns about layer collapse exactly
+    when the mask has collapsed layers, naming them, and warns nothing else. For tests whose
+    extreme sparsities may or may not collapse a layer (the collapse itself is checked by the
+    diagnostics tests)."""
+    import warnings
+
+    import paizoo
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mask = paizoo.prune(*args, **kwargs)
+    collapse = [w for w in caught if issubclass(w.category, paizoo.LayerCollapseWarning)]
+    assert len(collapse) == (1 if mask.collapsed_layers() else 0), [str(w.message) for w in caught]
+    others = [w for w in caught if w not in collapse]
+    assert not others, [str(w.message) for w in others]
+    if collapse:
+        message = str(collapse[0].message)
+        assert all(name in message for name in mask.collapsed_layers()[:6]), message
+    return mask

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import paizoo
+from paizoo.diagnostics import OffTargetWarning
 from paizoo.errors import NoPrunableParametersError
 from paizoo.pruners.dey import (
     basic_pattern,
@@ -150,8 +151,12 @@ class _Net(nn.Module):
 @pytest.mark.parametrize("pattern", ["basic", "cyclic", "random", "clash_free"])
 def test_pruner_masks_linear_junctions_and_leaves_convs_dense(pattern):
     model = _Net()
-    with pytest.warns(UserWarning, match=r"weight\(s\) \(conv.weight\) stay dense"):
-        mask = paizoo.prune(model, "dey", density=0.25, pattern=pattern)
+    # the dense conv (18 weights) puts the mask off the requested 0.25 (150 of 612 kept
+    # instead of 153 = round(0.25 * 612)): refused unless allowed, and then said
+    with pytest.raises(paizoo.SparsityError, match=r"Linear junctions only.*conv.weight"):
+        paizoo.prune(model, "dey", density=0.25, pattern=pattern)
+    with pytest.warns(OffTargetWarning, match=r"weight\(s\) \(conv.weight\) stay dense"):
+        mask = paizoo.prune(model, "dey", density=0.25, pattern=pattern, allow_off_target=True)
     assert bool(mask["conv.weight"].all())
     for name, (n, p) in (("fc1.weight", (16, 32)), ("fc2.weight", (4, 16))):
         fo = fan_out_for_density(n, p, 0.25)
@@ -161,22 +166,39 @@ def test_pruner_masks_linear_junctions_and_leaves_convs_dense(pattern):
             fan_in, fan_out = _degrees_by_loops(adj)
             assert fan_in == [p * fo // n] * n and fan_out == [fo] * p
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # only Linear layers: nothing to warn about
+        warnings.simplefilter("error")  # only Linear layers: on target, nothing to warn about
         linear_only = paizoo.prune(model, "dey", density=0.25, pattern=pattern,
                                    include="fc*")
     assert linear_only == {n: mask[n] for n in ("fc1.weight", "fc2.weight")}
-    with pytest.warns(UserWarning):
-        assert mask == paizoo.prune(model, "dey", density=0.25, pattern=pattern)
-        other = paizoo.prune(model, "dey", density=0.25, pattern=pattern, seed=3)
+    assert linear_only.num_kept == round(0.25 * (16 * 32 + 4 * 16))
+    with pytest.warns(OffTargetWarning):
+        assert mask == paizoo.prune(model, "dey", density=0.25, pattern=pattern,
+                                    allow_off_target=True)
+        other = paizoo.prune(model, "dey", density=0.25, pattern=pattern, seed=3,
+                             allow_off_target=True)
     assert (mask == other) == (pattern == "cyclic")
 
 
-@pytest.mark.filterwarnings("ignore:Dey patterns apply")
+def test_unreachable_density_raises_instead_of_a_denser_mask():
+    """The issue's miss: asked for 0.99, Dey returned a fully dense mask. fc1 (300 x 784) of
+    LeNet-300-100 has fan-outs in multiples of 75 (density >= 0.25), fc2 and fc3 any fan-out."""
+    model = nn.Sequential(nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                          nn.Linear(100, 10))
+    total = 784 * 300 + 300 * 100 + 100 * 10
+    with pytest.raises(paizoo.SparsityError, match=r"0.weight \(\(300, 784\): fan-out 75 of 300"):
+        paizoo.prune(model, "dey", sparsity=0.99)
+    with pytest.warns(OffTargetWarning, match=f"keeps {784 * 75 + 300 * 1 + 100 * 1} of {total}"):
+        off = paizoo.prune(model, "dey", sparsity=0.99, allow_off_target=True)
+    assert [r.kept for r in off.layers()] == [784 * 75, 300 * 1, 100 * 1]
+    exact = paizoo.prune(model, "dey", sparsity=0.5)  # fo = 150, 50, 5: exactly half
+    assert exact.num_kept == total // 2
+
+
 def test_pruner_errors():
     with pytest.raises(NoPrunableParametersError, match="Linear"):
         paizoo.prune(nn.Sequential(nn.Conv2d(1, 2, 3)), "dey", density=0.5)
     with pytest.raises(ValueError, match="divide"):
-        paizoo.prune(_Net(), "dey", density=0.25, pattern="clash_free", z=5)
+        paizoo.prune(_Net(), "dey", density=0.25, pattern="clash_free", z=5, include="fc*")
     with pytest.raises(ValueError, match="pattern"):
         paizoo.create_pruner("dey", pattern="windowed")
     with pytest.raises(ValueError, match="rounds"):

@@ -513,7 +513,9 @@ def assemble(num_nodes: int, contributions: list[Contribution], table: VirtualTa
                 c.lo, c.hi = int(node.min()), int(node.max())
                 rowcount += np.bincount(node, weights=counts[unit],
                                         minlength=num_nodes).astype(np.int64)
-        stats.raw_edges += int(counts.sum())
+    # every (source node, destination node) entry written before joined pairs are summed; an
+    # absorbed pooling unit counts once per node of its window
+    stats.raw_edges = int(rowcount.sum())
 
     # the temporaries of one chunk stay a small fraction of the graph
     budget = min(DEFAULT_CHUNK, max(1 << 16, stats.raw_edges // 8))

@@ -154,15 +154,45 @@ def trace(model: nn.Module, passthrough: tuple[type[nn.Module], ...] = ()) -> fx
 
 
 SHAPE_KEY = "paizoo_shape"
+VALUE_KEY = "paizoo_value"
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a Python constant (ints, floats, sizes, ... and tuples of them)."""
+    if isinstance(value, (bool, int, float, str, type(None), torch.dtype, torch.device)):
+        return True
+    if isinstance(value, (tuple, list)):  # torch.Size is a tuple
+        return all(_plain(v) for v in value)
+    return False
 
 
 class _ShapeRecorder(fx.Interpreter):
-    """Runs the graph and stores each tensor-valued node's shape in ``node.meta[SHAPE_KEY]``."""
+    """Runs the graph and stores each tensor-valued node's shape in ``node.meta[SHAPE_KEY]``
+    and each constant-valued node's value (e.g. ``x.size()[3]``) in ``node.meta[VALUE_KEY]``."""
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         n.meta[SHAPE_KEY] = tuple(result.shape) if isinstance(result, torch.Tensor) else None
+        if _plain(result):
+            n.meta[VALUE_KEY] = result
         return result
+
+
+def concrete(gm: fx.GraphModule, consumer: fx.Node, value: Any) -> Any:
+    """``value`` (an argument of ``consumer``) with every fx node replaced by the constant it
+    computed in :func:`propagate_shapes` (e.g. a pooling size ``x.size()[3]``).
+
+    Raises:
+        UnsupportedLayerError: an argument is a tensor or was not recorded: the operation's
+            parameters depend on the data, which the graph encoding cannot represent.
+    """
+    def load(n: fx.Node) -> Any:
+        if VALUE_KEY not in n.meta:
+            raise unsupported(gm, consumer, f"its argument {n.name!r} is a tensor, not a "
+                              "Python constant such as a size read from a traced shape")
+        return n.meta[VALUE_KEY]
+
+    return fx.node.map_arg(value, load)
 
 
 def propagate_shapes(gm: fx.GraphModule, input_shape: tuple[int, ...], batch: int) -> None:

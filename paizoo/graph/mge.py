@@ -370,9 +370,9 @@ class _Encoder:
             padding = T.conv_padding(module.padding, weight.shape[2:], dilation)
             groups = int(module.groups)
         else:
-            params = _bind(node, ("input", "weight", "bias", "stride", "padding", "dilation",
-                                  "groups"), {"stride": 1, "padding": 0, "dilation": 1,
-                                              "groups": 1})
+            params = _bind(self.gm, node, ("input", "weight", "bias", "stride", "padding",
+                                           "dilation", "groups"),
+                           {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
             stride, dilation = T.ntuple(params["stride"], nd), T.ntuple(params["dilation"], nd)
             padding = T.conv_padding(params["padding"], weight.shape[2:], dilation)
             groups = int(params["groups"])
@@ -517,11 +517,15 @@ def _wrap_ids(out: Any, gm: fx.GraphModule, node: fx.Node) -> Any:
     return out
 
 
-def _bind(node: fx.Node, names: Sequence[str], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def _bind(gm: fx.GraphModule, node: fx.Node, names: Sequence[str], defaults: Mapping[str, Any]
+          ) -> dict[str, Any]:
+    """The call's parameters by name; sizes computed from traced shapes (``x.size()[3]``,
+    ``x.shape[-1]``) become their values. ``input``/``weight``/``bias`` stay fx nodes."""
     params = dict(defaults)
     params.update(zip(names, node.args, strict=False))
     params.update(node.kwargs)
-    return params
+    return {k: v if k in ("input", "weight", "bias") else T.concrete(gm, node, v)
+            for k, v in params.items()}
 
 
 def _layer_name(node: fx.Node) -> str:
@@ -551,7 +555,7 @@ def _pool_axes(gm: fx.GraphModule, node: fx.Node, in_shape: tuple[int, ...],
                      "count_include_pad", "divisor_override")
         else:
             names = ("input", "output_size")
-        params = _bind(node, names, {"stride": None, "padding": 0, "dilation": 1,
+        params = _bind(gm, node, names, {"stride": None, "padding": 0, "dilation": 1,
                                      "count_include_pad": True, "divisor_override": None})
     if len(in_shape) < nd + 1 or len(out_shape) != len(in_shape):
         raise T.unsupported(gm, node, f"pooling an input of shape {in_shape}")
@@ -579,7 +583,7 @@ def _reduce_axes(gm: fx.GraphModule, node: fx.Node, in_shape: tuple[int, ...]
         op = T.REDUCE_METHODS[str(node.target)]
     else:
         op = T.REDUCE_FUNCTIONS[node.target]
-    params = _bind(node, ("input", "dim", "keepdim"), {"dim": None})
+    params = _bind(gm, node, ("input", "dim", "keepdim"), {"dim": None})
     dims = params["dim"]
     if dims is None:
         raise T.unsupported(gm, node, "a reduction over all axes, batch included; give dims")
@@ -639,7 +643,11 @@ def multipartite(model: nn.Module, mask: Mapping[str, torch.Tensor] | None = Non
         ``linear``, ``pool``, ``add``), input and output node ids, and ``meta`` with
         ``layer_sources`` (the operations sending edges into each node layer, e.g.
         ``["conv layer1.0.conv2", "identity"]``), ``layer_inputs`` (the node layers those edges
-        come from) and ``raw_edges`` (edges before joined pairs are summed).
+        come from) and ``raw_edges``: the (source node, destination node) entries written
+        before those that join the same pair of nodes are summed into one edge (an identity
+        shortcut and a convolution's centre tap reading the same layer; with
+        ``absorb_pooling``, one per node of every absorbed window), so ``raw_edges >=
+        num_edges``.
 
     Raises:
         UnsupportedLayerError: an operation on the data path has no graph rule.

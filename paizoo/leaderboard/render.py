@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..results.store import BaseStore
-from ..sparsity import kept_count
+from ..sparsity import off_target
 from ..training.config import canonical_json
 from ..training.divergence import (
     BLOWUP_FACTOR,
@@ -50,9 +50,6 @@ COLLAPSE_MARK = "†"
 CHANCE_MARK = "‡"
 DIVERGED_MARK = "∞"
 OFF_TARGET_MARK = "§"
-#: a mask is "off target" when it keeps more than this fraction (or one weight, whichever is
-#: more) more or fewer weights than kept_count(1 - s, N); exact-sparsity pruners never are
-OFF_TARGET_TOLERANCE = 0.01
 
 
 @dataclass
@@ -128,10 +125,7 @@ def _divergence(rec: Any, num_classes: int) -> str | None:
 
 def _off_target(kept: int, total: int, sparsity: float) -> bool:
     """Whether a mask keeping ``kept`` of ``total`` weights missed the requested sparsity."""
-    if sparsity <= 0.0 or total <= 0:
-        return False
-    expected = kept_count(1.0 - sparsity, total)
-    return abs(kept - expected) > max(1.0, OFF_TARGET_TOLERANCE * expected)
+    return sparsity > 0.0 and off_target(kept, total, 1.0 - sparsity)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:

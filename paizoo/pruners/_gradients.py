@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..batches import Batch
-from ..errors import MissingDataError
+from ..errors import MissingDataError, ScoreError
 from .base import PruneContext
 
 
@@ -30,7 +30,33 @@ def batch_loss(ctx: PruneContext, batch: Batch, temperature: float = 1.0) -> tor
             "wrap the model so that forward() returns the logits")
     if temperature != 1.0:
         out = out / temperature
-    return ctx.loss_fn(out, y.to(ctx.device))
+    return checked_loss(ctx.loss_fn(out, y.to(ctx.device)), y)
+
+
+def checked_loss(loss: object, targets: torch.Tensor) -> torch.Tensor:
+    """``loss`` if it is a finite scalar tensor that depends on the weights, else a clear error.
+
+    A NaN loss (cross-entropy with every target equal to ``ignore_index``, -100, is 0/0) or one
+    without a gradient (a constant, a detached output) would leave every score zero or NaN and
+    the mask to the tie-break rule.
+    """
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ScoreError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}"
+                         + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor)
+                            else ""))
+    if not bool(torch.isfinite(loss.detach())):
+        ignored = bool((targets == -100).all()) if not targets.is_floating_point() else False
+        raise ScoreError(
+            f"the pruning loss is {float(loss.detach())}"
+            + (": every target of the batch is -100, cross-entropy's ignore_index, so the "
+               "mean loss is 0/0; give batches with labelled samples" if ignored else
+               "; check the data (NaN/inf inputs?) and the model's initialisation"))
+    if not loss.requires_grad:
+        raise ScoreError(
+            "the pruning loss does not depend on the model's weights (it has no gradient): "
+            "loss_fn must compute a differentiable loss from the logits (no .detach(), "
+            ".item() or constant)")
+    return loss
 
 
 def mean_loss_gradients(ctx: PruneContext) -> dict[str, torch.Tensor]:

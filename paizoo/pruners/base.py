@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import diagnostics
 from ..batches import Batch, as_batches, check_target_range
-from ..errors import MissingDataError, ModelConfigError, SparsityError
+from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityError
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
 from ..reparam import remove_masks, scoring_safe_weight_norm
@@ -207,6 +208,8 @@ class Pruner(ABC):
                 "masks (paizoo.remove_masks) and start from the dense model")
 
         device = next(iter(params.values())).device
+        findings = diagnostics.find_near_zero_scales(work)  # before scoring; named in warnings
+        zero_scored: list[str] = []
         ctx = PruneContext(
             model=work, params=params,
             initial={n: p.detach().clone() for n, p in params.items()},
@@ -240,11 +243,19 @@ class Pruner(ABC):
                     eligible: Mask | None = mask
                 else:  # non-monotone pruners may revive weights of earlier rounds, never ones
                     eligible = start  # the model had already pruned before pruning started
+                zero = diagnostics.zero_score_layers(scores, eligible)
+                if len(zero) == len(scores):
+                    raise ScoreError(diagnostics.all_zero_message(self.name, r, self.rounds,
+                                                                  findings))
+                if r == 0:
+                    zero_scored = zero
                 budget = self.budgets(shapes, round_density)
                 mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
                     coverage_of(model, mask, exclude))
-        mask.warn_if_collapsed(stacklevel=3)
+        diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
+                                       zero_scored=zero_scored, findings=findings, seed=seed,
+                                       stacklevel=3)
         mask.warn_if_uncovered(stacklevel=3)
         return mask
 

@@ -37,13 +37,13 @@ same right neuron is re-drawn (per sweep), so fan-in and fan-out are exact.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Literal
 
 import torch
 
-from ..errors import NoPrunableParametersError, ScoreError
-from ..sparsity import Schedule
+from ..diagnostics import warn_off_target
+from ..errors import NoPrunableParametersError, ScoreError, SparsityError
+from ..sparsity import Schedule, kept_count, off_target
 from ._options import as_bool, as_int
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
@@ -200,10 +200,13 @@ class DeyPruner(Pruner):
     Each Linear weight ``(n, p)`` (n right/output neurons, p left/input neurons) gets a pattern
     with fan-out fo and fan-in fi = p * fo / n, where fo is the feasible value (fi whole) whose
     density fo / n is closest to the requested density; the junction keeps exactly p * fo
-    weights, so the achieved density can differ slightly from the request (see
-    ``mask.report()``, or :meth:`fan_outs` beforehand). Conv and other non-Linear weights are
-    left dense (the patterns are defined for fully connected junctions); a model without Linear
-    layers is an error.
+    weights, so the achieved density can differ from the request. Conv and other non-Linear
+    weights are left dense (the patterns are defined for fully connected junctions); a model
+    without Linear layers is an error. When the mask misses the requested kept count by more
+    than :data:`paizoo.sparsity.OFF_TARGET_TOLERANCE` (1%, the leaderboard's § rule), it raises
+    :class:`~paizoo.SparsityError` naming the junctions or dense layers responsible, unless
+    ``allow_off_target=True`` (then it warns with an
+    :class:`~paizoo.diagnostics.OffTargetWarning` and keeps the closest patterns).
 
     Patterns (``pattern=``): ``"basic"`` (random with exact fan-in/fan-out), ``"cyclic"``
     (deterministic windows), ``"random"`` (same count, placed uniformly), ``"clash_free"``
@@ -216,11 +219,13 @@ class DeyPruner(Pruner):
             ``None`` (default) for gcd(p, fi) per junction (so z divides both p and fi).
         clash_type: 1, 2 or 3 (default 2).
         memory_dither: permute the memory read order per sweep (clash-free only).
+        allow_off_target: accept a mask that misses the requested density (see above).
     """
 
     def __init__(self, *, pattern: Pattern = "basic", z: int | None = None, clash_type: int = 2,
                  memory_dither: bool = False, scope: Scope | None = None,
-                 rounds: int | None = None, schedule: Schedule = "exponential") -> None:
+                 rounds: int | None = None, schedule: Schedule = "exponential",
+                 allow_off_target: bool = False) -> None:
         super().__init__(scope=scope, rounds=rounds, schedule=schedule)
         if pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}; got {pattern!r}")
@@ -232,6 +237,7 @@ class DeyPruner(Pruner):
         self.pattern: Pattern = pattern
         self.z = None if z is None else as_int("z (degree of parallelism)", z, minimum=1)
         self.memory_dither = as_bool("memory_dither", memory_dither)
+        self.allow_off_target = as_bool("allow_off_target", allow_off_target)
 
     def fan_outs(self, shapes: dict[str, torch.Size], density: float) -> dict[str, int]:
         """The fan-out chosen for each Linear weight (2-D shape ``(n, p)``) at ``density``."""
@@ -251,17 +257,7 @@ class DeyPruner(Pruner):
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
         shapes = {n: p.shape for n, p in ctx.params.items()}
         fan_outs = self.fan_outs(shapes, ctx.density)
-        dense = [n for n in shapes if n not in fan_outs]
-        if dense:
-            total = sum(torch.Size(s).numel() for s in shapes.values())
-            kept = sum(self.budgets(shapes, ctx.density).values())
-            warnings.warn(
-                f"Dey patterns apply to Linear junctions only: {len(dense)} other prunable "
-                f"weight(s) ({', '.join(dense[:3])}{', ...' if len(dense) > 3 else ''}) stay "
-                f"dense, so the mask keeps {kept / total:.4g} of the weights instead of the "
-                f"requested {ctx.density:.4g}. Restrict pruning to the Linear layers "
-                "(include=/exclude=) to silence this, or use another pruner for conv layers",
-                UserWarning, stacklevel=4)
+        self._check_target(shapes, fan_outs, ctx.density)
         out = {}
         for name, shape in shapes.items():
             if name not in fan_outs:
@@ -274,6 +270,39 @@ class DeyPruner(Pruner):
             n, p = int(shape[0]), int(shape[1])
             out[name] = self.adjacency(n, p, fan_outs[name], ctx.generator, name).float()
         return out
+
+    def _check_target(self, shapes: dict[str, torch.Size], fan_outs: dict[str, int],
+                      density: float) -> None:
+        """Raise (or, with ``allow_off_target``, warn) when the mask misses ``density``."""
+        total = sum(torch.Size(s).numel() for s in shapes.values())
+        kept = sum(self.budgets(shapes, density).values())
+        if not off_target(kept, total, density):
+            return
+        dense = [n for n in shapes if n not in fan_outs]
+        reasons = []
+        if dense:
+            reasons.append(
+                f"Dey patterns apply to Linear junctions only: {len(dense)} other prunable "
+                f"weight(s) ({', '.join(dense[:3])}{', ...' if len(dense) > 3 else ''}) stay "
+                "dense; restrict pruning to the Linear layers (include=/exclude=) or use "
+                "another pruner for conv layers")
+        coarse = [f"{n} ({tuple(shapes[n])}: fan-out {fo} of {int(shapes[n][0])}, density "
+                  f"{fo / int(shapes[n][0]):.4g})" for n, fo in fan_outs.items()
+                  if abs(fo - density * int(shapes[n][0])) >= 1]
+        if coarse:
+            reasons.append(
+                "a junction (n, p) needs a fan-out fo with p * fo / n whole, and the closest to "
+                f"the request is far from it in {', '.join(coarse[:3])}"
+                + (", ..." if len(coarse) > 3 else ""))
+        why = "; ".join(reasons)
+        if not self.allow_off_target:
+            requested = kept_count(density, total)
+            raise SparsityError(
+                f"dey cannot reach density {density:.4g} on this model: its patterns keep "
+                f"{kept} of {total} weights (sparsity {1 - kept / total:.4g}), not "
+                f"{requested}: {why}. Ask for a reachable density, or pass "
+                "allow_off_target=True to accept the closest pattern")
+        warn_off_target(self.name, kept, kept_count(density, total), total, why, stacklevel=5)
 
     def adjacency(self, n: int, p: int, fo: int, generator: torch.Generator,
                   name: str = "junction") -> torch.Tensor:

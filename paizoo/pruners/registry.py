@@ -143,3 +143,15 @@ def pruner_summaries() -> dict[str, str]:
         doc = (_REGISTRY[key].__doc__ or "").strip().splitlines()
         out[key] = doc[0] if doc else ""
     return out
+
+
+def allowing_off_target(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus ``allow_off_target=True`` when pruner ``name`` has that option and
+    ``options`` does not set it: for callers that record the achieved sparsity (leaderboards,
+    ``paizoo rank``) instead of refusing masks that miss the requested one."""
+    import inspect
+
+    out = dict(options)
+    if "allow_off_target" in inspect.signature(get_pruner_class(name).__init__).parameters:
+        out.setdefault("allow_off_target", True)
+    return out

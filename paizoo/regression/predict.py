@@ -20,7 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..diagnostics import OffTargetWarning
 from ..masks import LayerCollapseWarning, Mask
+from ..pruners.registry import allowing_off_target
+from ..sparsity import off_target
 from .build import config_label
 from .errors import RegressionError
 from .persistence import Predictor
@@ -218,8 +221,12 @@ def rank_pruners(
         opts = dict((pruner_options or {}).get(pruner, {}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LayerCollapseWarning)  # reported in the notes
+            warnings.simplefilter("ignore", OffTargetWarning)  # reported in the notes
             mask = prune(net, pruner, sparsity=sparsity, data=batches, input_shape=input_shape,
-                         seed=seed, **opts)
+                         seed=seed, **allowing_off_target(pruner, opts))
+        if off_target(mask.num_kept, mask.num_total, 1.0 - sparsity):
+            collapse_notes.append(f"off target: {pruner} at sparsity {sparsity:g} (seed {seed})"
+                                  f" reaches {mask.sparsity:.4g} only")
         collapsed = mask.collapsed_layers()
         if collapsed:
             collapse_notes.append(f"layer collapse: {pruner} at sparsity {sparsity:g} (seed "

@@ -105,10 +105,16 @@ def prune_for(spec: RunSpec, model: Any, data: ExperimentData) -> tuple[Mask, fl
 
     Data-driven pruners get ``paizoo.data.pruning_batches`` of the training split, built with
     ``spec.prune_data`` and the run's seed (building them is not timed). Layer-collapse
-    warnings are silenced: collapse is recorded with the run instead.
+    warnings are silenced: collapse is recorded with the run instead. Pruners that can miss
+    the requested sparsity (an ``allow_off_target`` option: Dey's patterns, expander) get
+    ``allow_off_target=True`` unless the config sets it: the run records the achieved
+    sparsity and the rendered leaderboard marks it (§). It is not part of ``pruner_config``,
+    so stored run keys do not change.
     """
     from ..api import prune
+    from ..diagnostics import OffTargetWarning
     from ..pruners import get_pruner_class
+    from ..pruners.registry import allowing_off_target
 
     batches = None
     if get_pruner_class(spec.pruner).requires_data:
@@ -118,13 +124,15 @@ def prune_for(spec: RunSpec, model: Any, data: ExperimentData) -> tuple[Mask, fl
         kwargs = cfg.to_dict() if cfg is not None else {}
         batches = pruning_batches(data.train, spec.pruner, num_classes=data.info.num_classes,
                                   seed=spec.seed, **kwargs)
+    options = allowing_off_target(spec.pruner, dict(spec.pruner_config))
     device = next(model.parameters()).device
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LayerCollapseWarning)
+        warnings.simplefilter("ignore", OffTargetWarning)  # recorded: achieved sparsity, §
         mask = prune(model, spec.pruner, sparsity=spec.sparsity, data=batches,
                      input_shape=tuple(data.info.input_shape), seed=spec.seed, progress=False,
-                     **dict(spec.pruner_config))
+                     **options)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return mask, time.perf_counter() - start
