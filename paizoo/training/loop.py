@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..masks import Mask
 from ..reparam import is_masked
-from .batching import Batches
+from .batching import Batches, training_subset
 from .config import TrainConfig
 from .logs import JsonlLog, WandbLog, WandbOptions
 from .masking import MaskCheck, MaskEnforcer, MaskMode, _masked_modules
@@ -210,6 +210,7 @@ def train(
         return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
     generator = torch.Generator().manual_seed(int(seed))
+    train_set = training_subset(train_set, config.train_subset)
     train_batches = Batches(train_set, config.batch_size, shuffle=True, device=device,
                             generator=generator, num_workers=config.num_workers)
     test_batches = Batches(test_set, config.eval_batch_size, shuffle=False, device=device,
@@ -227,10 +228,14 @@ def train(
     optimizer = make_optimizer(params, config)
     step = 0
     updates = 0
+    epoch = 0
 
     def on_step() -> None:
         nonlocal step, updates
         step += 1
+        if step < config.warmup_steps:  # linear warm-up: the next step's rate
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at_step(epoch, step)
         if topology_update is None:
             return
         assert enforcer.mask is not None
@@ -265,7 +270,7 @@ def train(
             for epoch in bar:
                 lr = config.lr_at(epoch)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = config.lr_at_step(epoch, step)
                 t0 = time.perf_counter()
                 loss_avg, acc = _train_epoch(model, train_batches, optimizer, enforcer, scaler,
                                              autocast, desc=f"epoch {epoch + 1}/{config.epochs}",
