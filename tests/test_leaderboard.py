@@ -419,3 +419,15 @@ def test_model_family_key(tmp_path):
     assert [config.family_of(m) for m in config.models] == ["mlp", "cnn", "resnet"]
     with pytest.raises(ConfigError, match=r"'cnn' contradicts the zoo's family 'mlp'"):
         parse_config(_config(tmp_path, models=[{"name": "lenet_300_100", "family": "cnn"}]))
+
+
+def test_training_summary_names_warmup_and_subset():
+    from paizoo.leaderboard.render import _train_summary
+    from paizoo.training import TrainConfig
+
+    plain = TrainConfig(epochs=5, lr=0.05, schedule="cosine")
+    assert "warm-up" not in _train_summary(plain) and "training images" not in \
+        _train_summary(plain)
+    text = _train_summary(plain.replace(warmup_steps=157, train_subset=20000))
+    assert text.endswith("cosine schedule, linear warm-up over the first 157 steps, trained on "
+                         "the first 20,000 training images only")
