@@ -388,3 +388,56 @@ def test_cli_status_and_render(store_url, tmp_path, capsys):
     assert main(["leaderboard", "render", "tiny", "--config", str(cfg_path), *store]) == 0
     assert (cfg_path.parent / "tiny.md").is_file()
     assert "—" in (cfg_path.parent / "tiny.md").read_text()  # the missing cell
+
+
+def test_interleaved_order_covers_every_model_and_pruner_first(tmp_path):
+    from paizoo.leaderboard.config import spread_order
+
+    # farthest-point order over positions, worked by hand: middle (index 2), then the ends
+    # (0 and 4 are both 2 away: the lower first), then 1 and 3
+    assert spread_order((0.5, 0.8, 0.9, 0.95, 0.99)) == [0.9, 0.5, 0.99, 0.8, 0.95]
+    assert spread_order((0.1, 0.2)) == [0.1, 0.2] and spread_order(()) == []
+    models = [{"name": MLP, "label": "A"}, {"name": CNN, "label": "B"}]
+    pruners = [{"name": "magnitude"}, {"name": "random"}, {"name": "snip", "models": ["A"]}]
+    kw = dict(models=models, pruners=pruners, sparsities=[0.5, 0.9, 0.99], seeds=[0, 1])
+    grid = parse_config(_config(tmp_path, **kw))
+    inter = parse_config(_config(tmp_path, order="interleaved", **kw))
+    assert grid.order == "grid" and inter.order == "interleaved"
+    one_seed = [(s.model, s.pruner, s.sparsity) for s in inter.specs() if s.seed == 0]
+    a, b = MLP, CNN
+    assert one_seed == [
+        (a, "dense", 0.0), (b, "dense", 0.0),
+        (a, "magnitude", 0.9), (b, "magnitude", 0.9), (a, "random", 0.9), (b, "random", 0.9),
+        (a, "snip", 0.9),
+        (a, "magnitude", 0.5), (b, "magnitude", 0.5), (a, "random", 0.5), (b, "random", 0.5),
+        (a, "snip", 0.5),
+        (a, "magnitude", 0.99), (b, "magnitude", 0.99), (a, "random", 0.99),
+        (b, "random", 0.99), (a, "snip", 0.99)]
+    specs = inter.specs()
+    assert [s.seed for s in specs] == [0] * 17 + [1] * 17  # still seed-major
+    # the same runs (same keys) as the default order, only reordered
+    assert sorted(s.key for s in specs) == sorted(s.key for s in grid.specs())
+    assert grid.specs()[1].model == a and grid.specs()[1].sparsity == 0.5  # model by model
+    with pytest.raises(ConfigError, match="order: must be one of grid, interleaved"):
+        parse_config(_config(tmp_path, order="random"))
+
+
+def test_model_family_key(tmp_path):
+    config = parse_config(_config(tmp_path, models=[
+        {"name": "lenet_300_100", "family": "mlp"}, {"name": "lenet5"},
+        {"name": "timm:resnet18", "family": "resnet"}]))
+    assert [config.family_of(m) for m in config.models] == ["mlp", "cnn", "resnet"]
+    with pytest.raises(ConfigError, match=r"'cnn' contradicts the zoo's family 'mlp'"):
+        parse_config(_config(tmp_path, models=[{"name": "lenet_300_100", "family": "cnn"}]))
+
+
+def test_training_summary_names_warmup_and_subset():
+    from paizoo.leaderboard.render import _train_summary
+    from paizoo.training import TrainConfig
+
+    plain = TrainConfig(epochs=5, lr=0.05, schedule="cosine")
+    assert "warm-up" not in _train_summary(plain) and "training images" not in \
+        _train_summary(plain)
+    text = _train_summary(plain.replace(warmup_steps=157, train_subset=20000))
+    assert text.endswith("cosine schedule, linear warm-up over the first 157 steps, trained on "
+                         "the first 20,000 training images only")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -13,7 +14,8 @@ from paizoo.errors import UnknownModelError
 from paizoo.models import NATIVE_INPUT_SHAPES, create_model, list_models, model_descriptions
 
 ZOO = ["lenet_300_100", "lenet5", "lenet5_caffe", "conv6", "vgg11_bn", "vgg16_bn", "vgg19_bn",
-       "resnet20", "resnet32", "resnet56", "resnet18", "wrn_28_2"]
+       "resnet20", "resnet32", "resnet56", "resnet18", "wrn_28_2", "mlp_1x512", "mlp_4x128",
+       "vgg_mini_bn", "resnet8_narrow", "mobilenet_mini"]
 
 
 # ---- independent parameter counts, from the papers' layer tables ----------------------------
@@ -65,16 +67,32 @@ VGG_WIDTHS = {
 }
 
 
-def count_cifar_resnet(n: int, c: int, nc: int, projection: bool = True) -> int:
-    total = conv(c, 16, 3, False) + bn(16)
-    prev = 16
-    for w in (16, 32, 64):
+def count_mlp(widths: list[int], c: int, h: int, w: int, nc: int) -> int:
+    sizes = [c * h * w, *widths, nc]
+    return sum(lin(a, b) for a, b in itertools.pairwise(sizes))
+
+
+def count_mobilenet_mini(c: int, nc: int) -> int:
+    # stem 3x3 (no bias) + BN; per block: depthwise 3x3 (one 3x3 filter per channel) + BN,
+    # pointwise 1x1 + BN; channels 16 -> 32 -> 64 -> 64 -> 128
+    total, prev = conv(c, 16, 3, False) + bn(16), 16
+    for out in (32, 64, 64, 128):
+        total += prev * 9 + bn(prev) + conv(prev, out, 1, False) + bn(out)
+        prev = out
+    return total + lin(128, nc)
+
+
+def count_cifar_resnet(n: int, c: int, nc: int, projection: bool = True,
+                       widths: tuple[int, int, int] = (16, 32, 64)) -> int:
+    total = conv(c, widths[0], 3, False) + bn(widths[0])
+    prev = widths[0]
+    for w in widths:
         for _ in range(n):
             total += conv(prev, w, 3, False) + bn(w) + conv(w, w, 3, False) + bn(w)
             if prev != w and projection:
                 total += conv(prev, w, 1, False) + bn(w)
             prev = w
-    return total + lin(64, nc)
+    return total + lin(widths[-1], nc)
 
 
 def count_wrn(depth: int, k: int, c: int, nc: int) -> int:
@@ -109,6 +127,15 @@ def n_params(model: nn.Module) -> int:
     ("resnet32", {}, count_cifar_resnet(5, 3, 10)),
     ("resnet56", {"in_channels": 1}, count_cifar_resnet(9, 1, 10)),
     ("wrn_28_2", {}, count_wrn(28, 2, 3, 10)),
+    ("mlp_1x512", {"in_channels": 1}, count_mlp([512], 1, 28, 28, 10)),
+    ("mlp_4x128", {"in_channels": 1}, count_mlp([128] * 4, 1, 28, 28, 10)),
+    ("mlp_4x128", {"in_channels": 3, "input_size": 32, "num_classes": 100},
+     count_mlp([128] * 4, 3, 32, 32, 100)),
+    ("vgg_mini_bn", {"in_channels": 1}, conv(1, 16, 3, True) + bn(16) + conv(16, 32, 3, True)
+     + bn(32) + conv(32, 64, 3, True) + bn(64) + conv(64, 64, 3, True) + bn(64) + lin(64, 10)),
+    ("resnet8_narrow", {"in_channels": 1}, count_cifar_resnet(1, 1, 10, widths=(8, 16, 32))),
+    ("mobilenet_mini", {"in_channels": 1}, count_mobilenet_mini(1, 10)),
+    ("mobilenet_mini", {"in_channels": 3, "num_classes": 100}, count_mobilenet_mini(3, 100)),
 ])
 def test_parameter_counts_match_hand_formulas(name: str, kwargs: dict, expected: int) -> None:
     assert n_params(create_model(name, **kwargs)) == expected
@@ -127,6 +154,39 @@ def test_known_totals_from_the_literature() -> None:
     assert count_cifar_resnet(3, 3, 10) - count_cifar_resnet(3, 3, 10, projection=False) == 2752
     assert round(count_wrn(28, 2, 3, 10) / 1e6, 2) == 1.47  # WRN-28-2 ~1.5M (Table 1 family)
     assert round(count_vgg_bn(VGG_WIDTHS[16], 3, 10) / 1e6, 1) == 14.7
+    # the small models of the multi-architecture Fashion-MNIST corpus (their docstrings' counts)
+    assert count_mlp([512], 1, 28, 28, 10) == 407_050
+    assert count_mlp([128] * 4, 1, 28, 28, 10) == 151_306
+    assert count_cifar_resnet(1, 1, 10, widths=(8, 16, 32)) == 19_810
+    assert count_mobilenet_mini(1, 10) == 18_826
+
+
+def test_new_small_models_shapes_and_families() -> None:
+    """The corpus models: output sizes of their stages on 1x28x28 and their families."""
+    from paizoo.models import FAMILIES, MODEL_FAMILIES
+
+    assert set(ZOO) <= set(MODEL_FAMILIES) and set(MODEL_FAMILIES.values()) <= set(FAMILIES)
+    assert [MODEL_FAMILIES[n] for n in ("lenet_300_100", "mlp_4x128", "lenet5", "vgg_mini_bn",
+                                        "resnet8_narrow", "mobilenet_mini")] == \
+        ["mlp", "mlp", "cnn", "cnn-bn", "resnet", "mobilenet"]
+    x = torch.randn(2, 1, 28, 28)
+    mobile = create_model("mobilenet_mini", in_channels=1, seed=0).eval()
+    with torch.no_grad():
+        out = mobile.stem_relu(mobile.stem_bn(mobile.stem(x)))
+        sizes = []
+        for block in mobile.blocks:
+            out = block(out)
+            sizes.append(tuple(out.shape[1:]))
+    # strides 2, 2, 1, 2 on the depthwise convs: 28 -> 14 -> 7 -> 7 -> 4
+    assert sizes == [(32, 14, 14), (64, 7, 7), (64, 7, 7), (128, 4, 4)]
+    dws = [b.dw for b in mobile.blocks]
+    assert all(d.groups == d.in_channels == d.out_channels and d.weight.shape[1] == 1 for d in dws)
+    vgg = create_model("vgg_mini_bn", in_channels=1, seed=0).eval()
+    with torch.no_grad():
+        assert tuple(vgg.features(x).shape) == (2, 64, 7, 7)
+    res = create_model("resnet8_narrow", in_channels=1, seed=0).eval()
+    assert [len(getattr(res, f"layer{i}")) for i in (1, 2, 3)] == [1, 1, 1]
+    assert [getattr(res, f"layer{i}")[0].conv2.out_channels for i in (1, 2, 3)] == [8, 16, 32]
 
 
 def test_resnet18_against_torchvision() -> None:

@@ -333,3 +333,69 @@ def test_wandb_offline(digits, tmp_path, monkeypatch):
     train(model, train_set, test_set, FAST.replace(epochs=1),
           wandb=WandbOptions(project="paizoo-test", name="t"), progress=False)
     assert list(tmp_path.glob("wandb/offline-run-*"))
+
+
+def test_warmup_and_subset_stay_out_of_the_hash_at_their_defaults():
+    base = TrainConfig(epochs=3, lr=0.1)
+    assert "warmup_steps" not in base.hashed_dict() and "train_subset" not in base.hashed_dict()
+    assert base.hash() == base.replace(warmup_steps=0, train_subset=0).hash()
+    assert base.replace(warmup_steps=10).hashed_dict()["warmup_steps"] == 10
+    hashes = {base.hash(), base.replace(warmup_steps=10).hash(),
+              base.replace(train_subset=500).hash(),
+              base.replace(warmup_steps=10, train_subset=500).hash()}
+    assert len(hashes) == 4
+    assert TrainConfig.from_dict(base.replace(warmup_steps=3).to_dict()).warmup_steps == 3
+    with pytest.raises(ConfigError, match="warmup_steps must be >= 0"):
+        TrainConfig(warmup_steps=-1)
+    with pytest.raises(ConfigError, match="train_subset must be >= 0"):
+        TrainConfig(train_subset=-5)
+
+
+def test_linear_warmup_against_a_hand_computed_schedule(digits):
+    """10 samples, batch 4 -> batches of 4, 4, 2 per epoch; 2 epochs, cosine from 0.1, 4 warm-up
+    steps: step t < 4 uses lr_at(epoch) * (t + 1) / 4."""
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.1, momentum=0.0, weight_decay=0.0,
+                      schedule="cosine", warmup_steps=4)
+    cos1 = 0.1 * 0.5 * (1 + math.cos(math.pi / 2))  # epoch 1 of 2: 0.05
+    expected = [0.1 * 1 / 4, 0.1 * 2 / 4, 0.1 * 3 / 4,  # epoch 0, steps 0-2
+                cos1 * 4 / 4, cos1, cos1]  # epoch 1, steps 3-5: warm-up over
+    assert [cfg.lr_at_step(0, t) for t in range(3)] + [cfg.lr_at_step(1, t) for t in (3, 4, 5)] \
+        == pytest.approx(expected)
+    train_set, test_set = digits
+    small = torch.utils.data.TensorDataset(train_set.x[:10], train_set.y[:10])
+    seen: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: object) -> None:
+        seen.append(optimizer.param_groups[0]["lr"])
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        model = create_model(MLP, num_classes=10, in_channels=1, seed=0, input_size=8)
+        result = train(model, small, test_set, cfg, progress=False)
+    finally:
+        handle.remove()
+    assert seen == pytest.approx(expected)
+    assert [m.lr for m in result.history] == pytest.approx([0.1, cos1])  # the scheduled rate
+
+
+def test_train_subset_trains_on_the_first_samples(digits, tmp_path):
+    from paizoo.training.batching import training_subset
+
+    train_set, test_set = digits
+    sub = training_subset(train_set, 100)
+    assert type(sub) is type(train_set) and len(sub) == 100
+    assert torch.equal(sub.x, train_set.x[:100]) and torch.equal(sub.y, train_set.y[:100])
+    plain = _MapStyle(train_set.x, train_set.y)
+    sub_plain = training_subset(plain, 7)
+    assert len(sub_plain) == 7 and torch.equal(sub_plain[6][0], train_set.x[6])
+    assert training_subset(train_set, 0) is train_set
+    with pytest.raises(ValueError, match="exceeds the"):
+        training_subset(train_set, len(train_set) + 1)
+    log = tmp_path / "log.jsonl"
+    model = create_model(MLP, num_classes=10, in_channels=1, seed=0, input_size=8)
+    train(model, train_set, test_set, FAST.replace(train_subset=200), progress=False,
+          log_path=str(log))
+    start = json.loads(log.read_text().splitlines()[0])
+    assert start["train_samples"] == 200 and start["test_samples"] == len(test_set)

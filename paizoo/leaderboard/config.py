@@ -29,7 +29,11 @@ names or labels it applies to, default all; e.g. a pruner defined for Linear lay
 ``seeds``, ``dense`` (add the unpruned baseline, default true), ``train``
 (:class:`~paizoo.training.TrainConfig`), ``pruning_data``
 (:class:`~paizoo.training.PruneDataConfig`), ``notes`` (a list of sentences rendered under
-"Notes", e.g. the cause of an anomaly). Unknown keys are errors.
+"Notes", e.g. the cause of an anomaly), ``order`` (the order runs are run in, see
+:meth:`LeaderboardConfig.specs`: ``grid``, the default, or ``interleaved``). A model entry may
+also give its architecture ``family`` (e.g. ``mlp``, ``cnn``, ``resnet``; for zoo models it must
+match ``paizoo.models.MODEL_FAMILIES``, which :meth:`LeaderboardConfig.family_of` falls back
+to). Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -58,17 +62,29 @@ from .executor import Resources
 @dataclass(frozen=True)
 class ModelEntry:
     """A model of the grid: registry ``name``, display ``label``, keyword ``config``,
-    ``train`` overrides of the grid's training configuration (e.g. another weight decay), and
-    the ``resources`` one of its runs asks an executor for (``{cpus: 1, gpus: 0.25}``)."""
+    ``train`` overrides of the grid's training configuration (e.g. another weight decay), the
+    ``resources`` one of its runs asks an executor for (``{cpus: 1, gpus: 0.25}``) and its
+    architecture ``family`` (optional; zoo models have one in ``paizoo.models.MODEL_FAMILIES``)."""
 
     name: str
     label: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     resources: Mapping[str, Any] = field(default_factory=dict)
+    family: str = ""
 
     def __post_init__(self) -> None:
         _require_str(self.name, "models[].name")
+        if not isinstance(self.family, str):
+            raise ConfigError(f"models[{self.name}].family: expected a string, got "
+                              f"{self.family!r}")
+        from ..models import MODEL_FAMILIES
+
+        known = MODEL_FAMILIES.get(self.name.lower())
+        if self.family and known and self.family != known:
+            raise ConfigError(f"models[{self.name}].family: {self.family!r} contradicts the "
+                              f"zoo's family {known!r} for {self.name}; remove the key or use "
+                              f"{known!r}")
         object.__setattr__(self, "label", str(self.label or self.name))
         _require_mapping(self.config, f"models[{self.name}].config")
         _require_mapping(self.train, f"models[{self.name}].train")
@@ -131,7 +147,10 @@ class LeaderboardConfig:
     path: Path | None = None
     source: str | None = None
 
+    order: str = "grid"
+
     DENSE_LABEL = "dense"
+    ORDERS = ("grid", "interleaved")
 
     def __post_init__(self) -> None:
         _require_str(self.name, "name")
@@ -175,6 +194,9 @@ class LeaderboardConfig:
         if not all(isinstance(n, str) and n.strip() for n in self.notes):
             raise ConfigError(f"notes: a list of non-empty strings, got {list(self.notes)}")
         object.__setattr__(self, "notes", tuple(" ".join(n.split()) for n in self.notes))
+        if self.order not in self.ORDERS:
+            raise ConfigError(f"order: must be one of {', '.join(self.ORDERS)}, got "
+                              f"{self.order!r}")
         _require_mapping(self.fallback_train, "fallback_train")
         object.__setattr__(self, "fallback_train", dict(self.fallback_train))
         if self.fallback_train and not self.fallback_dataset:
@@ -209,9 +231,35 @@ class LeaderboardConfig:
                 out.extend((m, p, s) for p in self.pruners if p.applies_to(m))
         return out
 
+    def family_of(self, model: ModelEntry) -> str | None:
+        """``model``'s architecture family: its ``family`` key, else the zoo's, else ``None``."""
+        from ..models import MODEL_FAMILIES
+
+        return model.family or MODEL_FAMILIES.get(model.name.lower())
+
+    def run_order(self) -> list[tuple[ModelEntry, PrunerEntry | None, float]]:
+        """:meth:`cells` in the order :meth:`specs` runs them within one seed.
+
+        ``grid``: model by model (dense first, then sparsity by sparsity, every pruner).
+        ``interleaved``: every model's dense run first; then one sparsity at a time, in
+        :func:`spread_order` (the middle sparsity, then the ends, then the gaps between), and
+        within a sparsity pruner by pruner, every model: a grid stopped part-way (or split into
+        shards) has covered every model and pruner at a few sparsities, not a few models at all.
+        """
+        if self.order == "grid":
+            return self.cells()
+        out: list[tuple[ModelEntry, PrunerEntry | None, float]] = []
+        if self.dense:
+            out.extend((m, None, 0.0) for m in self.models)
+        for s in spread_order(self.sparsities):
+            for p in self.pruners:
+                out.extend((m, p, s) for m in self.models if p.applies_to(m))
+        return out
+
     def specs(self, dataset: str | None = None,
               requires_data: Mapping[str, bool] | None = None) -> list[RunSpec]:
-        """Every run of the grid, seed-major (all of seed 0 first, dense baselines first).
+        """Every run of the grid, seed-major (all of seed 0 first), each seed's runs in
+        :meth:`run_order` (dense baselines first).
 
         Args:
             dataset: the dataset actually used (default :attr:`dataset`).
@@ -223,7 +271,7 @@ class LeaderboardConfig:
             requires_data = self.pruner_requirements()
         out = []
         for seed in self.seeds:
-            for m, p, s in self.cells():
+            for m, p, s in self.run_order():
                 train = self.train_for(m, dataset)
                 if p is None:
                     out.append(RunSpec(dataset=dataset, model=m.name, pruner=DENSE, sparsity=0.0,
@@ -277,10 +325,26 @@ class LeaderboardConfig:
         return len(self.cells()) * len(self.seeds)
 
 
+def spread_order(values: tuple[float, ...]) -> list[float]:
+    """``values`` (sorted) reordered so every prefix spreads over the range: the middle one
+    (lower middle for an even count), then repeatedly the one farthest, in position, from those
+    already taken (the lower one on ties). ``[0.5, 0.8, 0.9, 0.95, 0.99]`` ->
+    ``[0.9, 0.5, 0.99, 0.8, 0.95]``."""
+    n = len(values)
+    if n == 0:
+        return []
+    taken = [(n - 1) // 2]
+    while len(taken) < n:
+        rest = [i for i in range(n) if i not in taken]
+        taken.append(max(rest, key=lambda i: (min(abs(i - j) for j in taken), -i)))
+    return [values[i] for i in taken]
+
+
 # ---- parsing -------------------------------------------------------------------------------
 _TOP_KEYS = ("name", "description", "dataset", "fallback_dataset", "fallback_train", "data_root",
              "store",
-             "models", "pruners", "sparsities", "seeds", "dense", "train", "pruning_data", "notes")
+             "models", "pruners", "sparsities", "seeds", "dense", "train", "pruning_data", "notes",
+             "order")
 
 
 def parse_config(data: Mapping[str, Any], *, name: str | None = None, path: Path | None = None,
@@ -318,6 +382,7 @@ def parse_config(data: Mapping[str, Any], *, name: str | None = None, path: Path
         sparsities=tuple(_as_list(data.get("sparsities") or [], "sparsities")),
         seeds=tuple(_as_list(data.get("seeds", [0]), "seeds")),
         dense=dense,
+        order=str(data.get("order", "grid")),
         train=TrainConfig.from_dict(data.get("train"), where="train"),
         pruning_data=PruneDataConfig.from_dict(data.get("pruning_data"), where="pruning_data"),
         path=path,

@@ -9,8 +9,8 @@ model was designed for.
 
 from __future__ import annotations
 
-from . import lenet, resnet, vgg, wide_resnet  # noqa: F401 - registers the zoo's models
-from .common import NATIVE_INPUT_SHAPES, init_weights
+from . import lenet, mlp, mobilenet, resnet, vgg, wide_resnet  # noqa: F401 - registers the zoo
+from .common import FAMILIES, MODEL_FAMILIES, NATIVE_INPUT_SHAPES, init_weights
 from .registry import (
            create_model,
            get_model_factory,
@@ -19,5 +19,6 @@ from .registry import (
            register_model,
 )
 
-__all__ = ["NATIVE_INPUT_SHAPES", "create_model", "get_model_factory", "init_weights",
-           "list_models", "model_descriptions", "register_model"]
+__all__ = ["FAMILIES", "MODEL_FAMILIES", "NATIVE_INPUT_SHAPES", "create_model",
+           "get_model_factory", "init_weights", "list_models", "model_descriptions",
+           "register_model"]

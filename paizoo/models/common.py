@@ -24,15 +24,28 @@ InputSize = int | tuple[int, int]
 #: ``name -> (C, H, W)``: the input each zoo model was designed for (its paper's dataset).
 NATIVE_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {}
 
+#: The architecture families of the zoo (``MODEL_FAMILIES`` values), for grouping runs by family
+#: (e.g. leave-one-family-out validation): ``mlp`` (fully connected), ``cnn`` (convolutional,
+#: no normalisation), ``cnn-bn`` (plain convolutional stacks with BatchNorm), ``resnet``
+#: (residual, with BatchNorm), ``mobilenet`` (depthwise-separable blocks, with BatchNorm).
+FAMILIES: tuple[str, ...] = ("mlp", "cnn", "cnn-bn", "resnet", "mobilenet")
+
+#: ``name -> family`` of every zoo model (one of :data:`FAMILIES`).
+MODEL_FAMILIES: dict[str, str] = {}
+
 
 def zoo_model(
-    name: str, description: str, native_input: tuple[int, int, int]
+    name: str, description: str, native_input: tuple[int, int, int], *, family: str
 ) -> Callable[[ModelFactory], ModelFactory]:
-    """Register a paizoo model factory and record the input shape it was designed for."""
+    """Register a paizoo model factory and record the input shape it was designed for and its
+    architecture family (one of :data:`FAMILIES`)."""
+    if family not in FAMILIES:
+        raise ValueError(f"{name}: family must be one of {FAMILIES}, got {family!r}")
 
     def decorator(factory: ModelFactory) -> ModelFactory:
         register_model(name, description)(factory)
         NATIVE_INPUT_SHAPES[name.lower()] = native_input
+        MODEL_FAMILIES[name.lower()] = family
         return factory
 
     return decorator

@@ -103,7 +103,7 @@ class LeNet5Caffe(nn.Sequential):
 
 
 @zoo_model("lenet_300_100", "LeNet-300-100 MLP, 784-300-100-10 on 1x28x28 (Frankle & Carbin "
-           "2019; SNIP)", (1, 28, 28))
+           "2019; SNIP)", (1, 28, 28), family="mlp")
 def lenet_300_100(num_classes: int = 10, in_channels: int = 3,
                   input_size: InputSize = 28) -> nn.Module:
     """LeNet-300-100 MLP (flattens C x input_size x input_size inputs)."""
@@ -111,14 +111,14 @@ def lenet_300_100(num_classes: int = 10, in_channels: int = 3,
 
 
 @zoo_model("lenet5", "LeNet-5 (conv 6-16, FC 120-84; ReLU + max-pool) for 1x28x28 "
-           "(LeCun et al. 1998)", (1, 28, 28))
+           "(LeCun et al. 1998)", (1, 28, 28), family="cnn")
 def lenet5(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 28) -> nn.Module:
     """LeNet-5, classic 6/16/120/84 layout with ReLU and max pooling."""
     return LeNet5(num_classes, in_channels, input_size)
 
 
 @zoo_model("lenet5_caffe", "LeNet-5-Caffe (conv 20-50, FC 500) for 1x28x28, pruned by SNIP "
-           "(Lee et al. 2019)", (1, 28, 28))
+           "(Lee et al. 2019)", (1, 28, 28), family="cnn")
 def lenet5_caffe(num_classes: int = 10, in_channels: int = 3,
                  input_size: InputSize = 28) -> nn.Module:
     """LeNet-5-Caffe, the 20/50/500 variant of Caffe's MNIST example."""

@@ -18,6 +18,10 @@ prunable conv, which graph encodings and layer-collapse metrics can treat like a
 Counts on 3x32x32 / 10 classes: ResNet-20 272,474; ResNet-32 466,906; ResNet-56 855,770;
 ResNet-18 11,173,962.
 
+``resnet8_narrow``: the same layout with one block per stage (6n + 2 = 8 weighted layers, plus
+two projections) at half the width, 8/16/32 channels, for the 1x28x28 multi-architecture
+corpus; 19,810 parameters on 1x28x28 with 10 classes.
+
 Blocks add with ``out + shortcut`` and use module ReLUs, so ``torch.fx.symbolic_trace`` sees every
 layer as a module call.
 """
@@ -115,28 +119,28 @@ def _cifar_resnet(depth: int, num_classes: int, in_channels: int,
 
 
 @zoo_model("resnet20", "CIFAR ResNet-20 (He et al. 2016), 16/32/64 channels, projection "
-           "shortcuts", (3, 32, 32))
+           "shortcuts", (3, 32, 32), family="resnet")
 def resnet20(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR ResNet-20 (3 blocks per stage)."""
     return _cifar_resnet(20, num_classes, in_channels, input_size)
 
 
 @zoo_model("resnet32", "CIFAR ResNet-32 (He et al. 2016), 16/32/64 channels, projection "
-           "shortcuts", (3, 32, 32))
+           "shortcuts", (3, 32, 32), family="resnet")
 def resnet32(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR ResNet-32 (5 blocks per stage)."""
     return _cifar_resnet(32, num_classes, in_channels, input_size)
 
 
 @zoo_model("resnet56", "CIFAR ResNet-56 (He et al. 2016), 16/32/64 channels, projection "
-           "shortcuts", (3, 32, 32))
+           "shortcuts", (3, 32, 32), family="resnet")
 def resnet56(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR ResNet-56 (9 blocks per stage)."""
     return _cifar_resnet(56, num_classes, in_channels, input_size)
 
 
 @zoo_model("resnet18", "CIFAR ResNet-18: 3x3 stem, no max pool, 64/128/256/512 channels",
-           (3, 32, 32))
+           (3, 32, 32), family="resnet")
 def resnet18(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR ResNet-18 (2 blocks per stage, 4 stages)."""
     check_counts(num_classes, in_channels, model="resnet18")
@@ -144,5 +148,23 @@ def resnet18(num_classes: int = 10, in_channels: int = 3, input_size: InputSize 
     return CifarResNet((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_channels)
 
 
-__all__ = ["BasicBlock", "CifarResNet", "projection", "resnet18", "resnet20", "resnet32",
-           "resnet56"]
+@zoo_model("resnet8_narrow", "narrow ResNet-8 for 1x28x28: one basic block per stage, 8/16/32 "
+           "channels, projection shortcuts", (1, 28, 28), family="resnet")
+def resnet8_narrow(num_classes: int = 10, in_channels: int = 3,
+                   input_size: InputSize = 28) -> nn.Module:
+    """ResNet-8 (1 block per stage) at half the CIFAR ResNets' width: 8/16/32 channels."""
+    check_counts(num_classes, in_channels, model="resnet8_narrow")
+    as_hw(input_size, model="resnet8_narrow")
+    return CifarResNet((1, 1, 1), (8, 16, 32), num_classes, in_channels)
+
+
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "projection",
+    "resnet8_narrow",
+    "resnet18",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+]

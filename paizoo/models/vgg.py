@@ -11,6 +11,9 @@
   Synaptic-Flow writes the average pool as ``AvgPool2d(2)`` on the 2x2 map left from a 32x32
   input; ``AdaptiveAvgPool2d(1)`` is the same there and also accepts other input sizes (>= 16).
   Counts on 3x32x32 / 10 classes: VGG-11 9,231,114; VGG-16 14,728,266; VGG-19 20,040,522.
+* ``vgg_mini_bn``: a small VGG-style net of the same kind for 1x28x28 (the multi-architecture
+  Fashion-MNIST corpus): conv-BN-ReLU 16, pool, 32, pool, 64, 64, then global average pool and
+  Linear(64, classes). 61,226 parameters on 1x28x28 with 10 classes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ VGG_PLANS: dict[int, Plan] = {
          512, 512, 512, 512],
 }
 CONV6_PLAN: Plan = [64, 64, "M", 128, 128, "M", 256, 256, "M"]
+MINI_PLAN: Plan = [16, "M", 32, "M", 64, 64]
 
 
 def make_features(plan: Plan, in_channels: int, batch_norm: bool) -> nn.Sequential:
@@ -100,32 +104,43 @@ def _vgg(depth: int, num_classes: int, in_channels: int, input_size: InputSize) 
 
 
 @zoo_model("conv6", "Conv-6 (64-64-P-128-128-P-256-256-P, FC 256-256) of the lottery-ticket "
-           "paper (Frankle & Carbin 2019)", (3, 32, 32))
+           "paper (Frankle & Carbin 2019)", (3, 32, 32), family="cnn")
 def conv6(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """Conv-6 (Frankle & Carbin 2019); the FC width depends on input_size."""
     return Conv6(num_classes, in_channels, input_size)
 
 
 @zoo_model("vgg11_bn", "CIFAR VGG-11 with BatchNorm, GAP + one linear layer (Synaptic-Flow)",
-           (3, 32, 32))
+           (3, 32, 32), family="cnn-bn")
 def vgg11_bn(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR VGG-11-BN (open_lth / Synaptic-Flow layout)."""
     return _vgg(11, num_classes, in_channels, input_size)
 
 
 @zoo_model("vgg16_bn", "CIFAR VGG-16 with BatchNorm, GAP + one linear layer (Synaptic-Flow)",
-           (3, 32, 32))
+           (3, 32, 32), family="cnn-bn")
 def vgg16_bn(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR VGG-16-BN (open_lth / Synaptic-Flow layout)."""
     return _vgg(16, num_classes, in_channels, input_size)
 
 
 @zoo_model("vgg19_bn", "CIFAR VGG-19 with BatchNorm, GAP + one linear layer (Synaptic-Flow)",
-           (3, 32, 32))
+           (3, 32, 32), family="cnn-bn")
 def vgg19_bn(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32) -> nn.Module:
     """CIFAR VGG-19-BN (open_lth / Synaptic-Flow layout)."""
     return _vgg(19, num_classes, in_channels, input_size)
 
 
-__all__ = ["CONV6_PLAN", "VGG", "VGG_PLANS", "Conv6", "conv6", "make_features", "vgg11_bn",
-           "vgg16_bn", "vgg19_bn"]
+@zoo_model("vgg_mini_bn", "small VGG-style net with BatchNorm for 1x28x28: conv 16-P-32-P-64-64, "
+           "GAP + one linear layer", (1, 28, 28), family="cnn-bn")
+def vgg_mini_bn(num_classes: int = 10, in_channels: int = 3,
+                input_size: InputSize = 28) -> nn.Module:
+    """Small VGG-style net (conv-BN-ReLU 16, pool, 32, pool, 64, 64; GAP; Linear)."""
+    check_counts(num_classes, in_channels, model="vgg_mini_bn")
+    check_min_size(as_hw(input_size, model="vgg_mini_bn"), 4, model="vgg_mini_bn",
+                   reason="two 2x2 max pools")
+    return VGG(MINI_PLAN, num_classes, in_channels, batch_norm=True)
+
+
+__all__ = ["CONV6_PLAN", "MINI_PLAN", "VGG", "VGG_PLANS", "Conv6", "conv6", "make_features",
+           "vgg11_bn", "vgg16_bn", "vgg19_bn", "vgg_mini_bn"]

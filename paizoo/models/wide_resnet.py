@@ -84,7 +84,7 @@ class WideResNet(nn.Module):
 
 
 @zoo_model("wrn_28_2", "Wide ResNet 28-2 (Zagoruyko & Komodakis 2016), pre-activation, "
-           "32/64/128 channels", (3, 32, 32))
+           "32/64/128 channels", (3, 32, 32), family="resnet")
 def wrn_28_2(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = 32,
              dropout: float = 0.0) -> nn.Module:
     """Wide ResNet 28-2 (4 blocks per group, width factor 2)."""

@@ -34,6 +34,25 @@ def in_memory_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     return None
 
 
+def training_subset(dataset: Any, size: int) -> Any:
+    """The first ``size`` samples of ``dataset`` in its stored order (``TrainConfig.train_subset``);
+    ``dataset`` itself when ``size`` is 0. In-memory ``paizoo.data`` datasets keep their type
+    (``.subset``), others become a ``torch.utils.data.Subset``.
+
+    Raises:
+        ValueError: ``size`` exceeds the dataset's length.
+    """
+    if size == 0:
+        return dataset
+    n = len(dataset)
+    if size > n:
+        raise ValueError(f"train_subset {size} exceeds the {n} samples of the training split; "
+                         "use at most that many, or 0 for the whole split")
+    if callable(getattr(dataset, "subset", None)):
+        return dataset.subset(torch.arange(size))
+    return torch.utils.data.Subset(dataset, range(size))
+
+
 def augments(dataset: Any) -> bool:
     """Whether ``dataset`` applies random augmentation when indexed."""
     return bool(getattr(dataset, "augment", False))

@@ -112,6 +112,13 @@ class TrainConfig:
             (not part of the hash).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` = CUDA when available (not part
             of the hash: the same run on another device is the same cell of a leaderboard).
+        warmup_steps: linear learning-rate warm-up over the first ``warmup_steps`` optimiser
+            steps (counted across epochs): step ``t`` (0-based) uses the scheduled rate times
+            ``(t + 1) / warmup_steps`` (see :meth:`lr_at_step`); 0 = none. Left out of the hash
+            at 0, so configs without warm-up keep their hash.
+        train_subset: train on the first ``train_subset`` samples of the training split, in the
+            split's stored order (data-driven pruners draw their batches from the same subset);
+            0 = the whole split. Left out of the hash at 0.
     """
 
     epochs: int = 10
@@ -131,10 +138,15 @@ class TrainConfig:
     eval_batch_size: int = 1024
     num_workers: int = 0
     device: str | None = None
+    warmup_steps: int = 0
+    train_subset: int = 0
 
     #: fields that do not change the computed result and stay out of :meth:`hash`
     UNHASHED: ClassVar[tuple[str, ...]] = ("eval_batch_size", "num_workers", "device",
                                            "channels_last")
+    #: fields added later, left out of :meth:`hash` while at these defaults (so the hash of every
+    #: config written before they existed is unchanged)
+    HASHED_UNLESS_DEFAULT: ClassVar[dict[str, Any]] = {"warmup_steps": 0, "train_subset": 0}
 
     def __post_init__(self) -> None:
         w = "train"
@@ -145,7 +157,8 @@ class TrainConfig:
             _check(isinstance(value, (int, float)) and not isinstance(value, bool)
                    and math.isfinite(value), w, f"{name} must be a number, got {value!r}")
             object.__setattr__(self, name, float(value))
-        for name in ("epochs", "batch_size", "eval_batch_size", "num_workers"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "num_workers", "warmup_steps",
+                     "train_subset"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool), w,
                    f"{name} must be an integer, got {value!r}")
@@ -153,6 +166,9 @@ class TrainConfig:
         _check(self.batch_size >= 1, w, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.eval_batch_size >= 1, w, "eval_batch_size must be >= 1")
         _check(self.num_workers >= 0, w, "num_workers must be >= 0")
+        _check(self.warmup_steps >= 0, w, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.train_subset >= 0, w,
+               f"train_subset must be >= 0 (0 = the whole split), got {self.train_subset}")
         _check(self.optimizer in OPTIMIZERS, w,
                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _check(self.schedule in SCHEDULES, w,
@@ -187,8 +203,10 @@ class TrainConfig:
         return out
 
     def hashed_dict(self) -> dict[str, Any]:
-        """The fields that define the result (everything but :attr:`UNHASHED`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED}
+        """The fields that define the result: everything but :attr:`UNHASHED` and the
+        :attr:`HASHED_UNLESS_DEFAULT` fields that are at their default."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.UNHASHED
+                and not (k in self.HASHED_UNLESS_DEFAULT and v == self.HASHED_UNLESS_DEFAULT[k])}
 
     def hash(self) -> str:
         """Stable 12-hex-digit hash of :meth:`hashed_dict` (the results store's training key)."""
@@ -202,6 +220,15 @@ class TrainConfig:
             drops = sum(1 for m in self.milestones if epoch >= m)
             return self.lr * self.gamma ** drops
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+
+    def lr_at_step(self, epoch: int, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based, counted across epochs), taken during
+        ``epoch`` (0-based): :meth:`lr_at` times the warm-up factor
+        ``min(1, (step + 1) / warmup_steps)``."""
+        lr = self.lr_at(epoch)
+        if step < self.warmup_steps:
+            lr *= (step + 1) / self.warmup_steps
+        return lr
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -20,6 +20,7 @@ import torch
 
 from ..masks import LayerCollapseWarning, Mask
 from ..results.record import RunRecord, RunSpec, library_versions
+from .batching import training_subset
 from .logs import WandbOptions
 from .loop import EpochMetrics, select_device, train
 from .masking import MaskMode
@@ -122,7 +123,8 @@ def prune_for(spec: RunSpec, model: Any, data: ExperimentData) -> tuple[Mask, fl
 
         cfg = spec.prune_data
         kwargs = cfg.to_dict() if cfg is not None else {}
-        batches = pruning_batches(data.train, spec.pruner, num_classes=data.info.num_classes,
+        batches = pruning_batches(training_subset(data.train, spec.train.train_subset),
+                                  spec.pruner, num_classes=data.info.num_classes,
                                   seed=spec.seed, **kwargs)
     options = allowing_off_target(spec.pruner, dict(spec.pruner_config))
     device = next(model.parameters()).device

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..errors import DeviceError
 from ..masks import Mask
 from ..reparam import is_masked
-from .batching import Batches
+from .batching import Batches, training_subset
 from .config import TrainConfig
 from .divergence import NONFINITE, Divergence
 from .logs import JsonlLog, WandbLog, WandbOptions
@@ -231,6 +231,7 @@ def train(
         return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
     generator = torch.Generator().manual_seed(int(seed))
+    train_set = training_subset(train_set, config.train_subset)
     train_batches = Batches(train_set, config.batch_size, shuffle=True, device=device,
                             generator=generator, num_workers=config.num_workers)
     test_batches = Batches(test_set, config.eval_batch_size, shuffle=False, device=device,
@@ -248,10 +249,14 @@ def train(
     optimizer = make_optimizer(params, config)
     step = 0
     updates = 0
+    epoch = 0
 
     def on_step() -> None:
         nonlocal step, updates
         step += 1
+        if step < config.warmup_steps:  # linear warm-up: the next step's rate
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at_step(epoch, step)
         if topology_update is None:
             return
         assert enforcer.mask is not None
@@ -289,7 +294,7 @@ def train(
             for epoch in bar:
                 lr = config.lr_at(epoch)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = config.lr_at_step(epoch, step)
                 t0 = time.perf_counter()
                 first_step = step
                 loss_avg, acc, bad = _train_epoch(
