@@ -9,11 +9,13 @@ import torch
 from ..errors import ScoreError
 from ..sparsity import Schedule
 from ._gradients import grads_or_zeros
+from ._scaled import ScaledForward
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
-Precision = Literal["float64", "float32"]
-_DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
+Precision = Literal["float64", "float32", "scaled32"]
+_DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32,
+                                   "scaled32": torch.float32}
 
 
 @register_pruner("synflow")
@@ -63,8 +65,11 @@ class SynFlow(Pruner):
                  rounds: int | None = None, schedule: Schedule = "exponential") -> None:
         super().__init__(scope=scope, rounds=rounds, schedule=schedule)
         if precision not in _DTYPES:
-            raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+            raise ValueError(
+                f"precision must be 'float64', 'float32' or 'scaled32', got {precision!r}")
         self.precision: Precision = precision
+        #: the power of two the last round's flow and scores were divided by ("scaled32")
+        self._flow_exponent = 0
 
     @property
     def dtype(self) -> torch.dtype:
@@ -78,37 +83,47 @@ class SynFlow(Pruner):
             for b in model.buffers():
                 if b.is_floating_point():
                     b.abs_()
+            for n, t in ctx.initial.items():  # the base class resets the weights to these
+                ctx.initial[n] = t.to(self.dtype).abs_()
 
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
         names = list(ctx.params)
         params = [ctx.params[n] for n in names]
-        with torch.no_grad():  # the base class reset them to the signed theta_0 * mask
-            for p in params:
-                p.abs_()
         if ctx.input_shape is None:  # pragma: no cover - the base class checks this
             raise ScoreError("SynFlow needs input_shape=")
         ones = torch.ones((1, *ctx.input_shape), dtype=self.dtype, device=ctx.device)
-        out = ctx.model(ones)
+        if self.precision == "scaled32":
+            # out * 2**exponent is the network's output: R * 2**-exponent below, and every
+            # score is the true |theta dR/dtheta| times the same 2**-exponent
+            out, self._flow_exponent = ScaledForward().run(ctx.model, ones)
+        else:
+            out = ctx.model(ones)
+            self._flow_exponent = 0
         if not isinstance(out, torch.Tensor):
             raise TypeError(
                 f"{type(ctx.model).__name__} returned a {type(out).__name__}; SynFlow needs a "
                 "model whose forward() returns one tensor")
         flow = out.sum()
         if not torch.isfinite(flow):
-            raise ScoreError(self._overflow_message(float(flow), ctx.round))
+            raise ScoreError(self._overflow_message(float(flow.detach()), ctx.round))
         grads = grads_or_zeros(flow, params)
-        scores = {n: (p.detach() * g).abs_() for n, p, g in zip(names, params, grads, strict=True)}
+        scores = {n: (g.mul_(p.detach()) if g.is_contiguous() else g * p.detach()).abs_()
+                  for n, p, g in zip(names, params, grads, strict=True)}
         # one check for all layers: the largest score of a layer is inf (or NaN) iff one is
         largest = torch.stack([s.max() for s in scores.values()])
         if not bool(torch.isfinite(largest).all()):
             bad = names[int((~torch.isfinite(largest)).nonzero()[0])]
             raise ScoreError(f"SynFlow scores of {bad!r} are not finite. "
-                             + self._overflow_message(float(flow), ctx.round))
+                             + self._overflow_message(float(flow.detach()), ctx.round))
         return scores
 
     def _overflow_message(self, flow: float, round_index: int) -> str:
-        hint = ("use precision='float64' (the default)" if self.precision == "float32"
-                else "the network's synaptic flow exceeds float64; check for huge weights or "
-                     "an unbounded activation")
-        return (f"SynFlow's flow R = {flow} is not finite in round {round_index + 1} "
+        hint = {"float32": "use precision='scaled32' or 'float64'",
+                "scaled32": "the backward pass overflowed float32 (the gradient of some "
+                            "activation exceeds its forward scale by over 2^100); use "
+                            "precision='float64'",
+                }.get(self.precision, "the network's synaptic flow exceeds float64; check for "
+                                      "huge weights or an unbounded activation")
+        return (f"SynFlow's flow R = {flow} (times 2^{self._flow_exponent}) is not finite in "
+                f"round {round_index + 1} "
                 f"(precision={self.precision!r}): {hint}")
