@@ -22,12 +22,12 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..batches import Batch, as_batches
 from ..errors import MissingDataError, SparsityError
 from ..masks import Mask
 from ..params import Patterns, prunable_parameters
+from ..progress import Progress, round_progress
 from ..reparam import remove_masks
 from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
 
@@ -145,9 +145,13 @@ class Pruner(ABC):
         include: Patterns = None,
         exclude: Patterns = None,
         loss_fn: LossFn | None = None,
-        progress: bool | None = None,
+        progress: Progress = None,
     ) -> Mask:
-        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged."""
+        """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged.
+
+        ``progress``: see :mod:`paizoo.progress` (a bar on a terminal, a line every 10 s with
+        an ETA elsewhere, for multi-round pruners).
+        """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
         batches = self._check_data(data)
@@ -209,9 +213,8 @@ class Pruner(ABC):
             else:  # continue from the density the model already has
                 relative = density_schedule(density / start.density, self.rounds, self.schedule)
                 schedule = [start.density * d for d in relative[:-1]] + [density]
-            bar = tqdm(schedule, desc=f"{self.name} rounds", disable=_bar_disabled(progress,
-                       self.rounds), leave=False)
-            for r, round_density in enumerate(bar):
+            for r, round_density in enumerate(round_progress(schedule, f"{self.name} rounds",
+                                                             progress)):
                 ctx.round, ctx.density, ctx.mask = r, round_density, mask
                 with torch.no_grad():
                     for n, p in params.items():
@@ -253,12 +256,6 @@ class Pruner(ABC):
         for name, p in params.items():
             present.setdefault(name, torch.ones_like(p, dtype=torch.bool))
         return Mask({n: present[n] for n in params})
-
-
-def _bar_disabled(progress: bool | None, rounds: int) -> bool | None:
-    if progress is None:
-        return True if rounds < 2 else None  # None: tqdm decides (off when not a terminal)
-    return not progress
 
 
 def _working_copy(model: nn.Module) -> nn.Module:
