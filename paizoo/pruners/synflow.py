@@ -36,15 +36,39 @@ class SynFlow(Pruner):
     re-scoring lets the flow redistribute and avoids layer collapse. Defaults follow the paper:
     100 rounds on the exponential schedule d_r = d^(r/100), global scope.
 
-    Precision: R is a product of |weights| along paths and overflows float32 on deep networks
-    (about 12^L for L layers of width 128 at Kaiming init, above 3.4e38 from L = 36 on). The
-    default ``precision="float64"`` converts the working copy to double (up to 1.8e308).
-    ``precision="float32"`` keeps single precision, which is faster, in particular on GPUs, and
-    raises :class:`~paizoo.errors.ScoreError` as soon as R or a score is not finite. No
-    rescaling is offered for float32: multiplying layer l by c_l > 0 scales every score by the
-    same factor prod_l c_l (hence keeps the ranking) only when R is homogeneous in each layer,
-    which biases, batch-norm shifts and epsilons, layer norm and other normalisations break;
-    a rescaling that is ranking-preserving for every architecture does not exist in that form.
+    Precision: R is a sum over input-output paths of products of |weights| and overflows
+    float32 on deep networks (about 12^L for L layers of width 128 at Kaiming init, above 3.4e38
+    from L = 36 on; torchvision's and timm's resnet50 at 224x224 reach R ~ 2^241). Three modes:
+
+    * ``"float64"`` (default): the working copy in double precision (range 2^1024).
+    * ``"scaled32"``: float32 in which every activation tensor carries an integer power-of-two
+      exponent, ``value = mantissa * 2**k`` (:mod:`paizoo.pruners._scaled`). The exponent is
+      tracked per tensor, not per layer weight, so biases, batch-norm means and shifts and
+      residual additions are handled exactly: before an affine op or an addition every operand
+      (both branches of ``x + f(x)``, the bias, the running mean) is brought to the largest
+      operand's exponent by a multiplication by ``2**(k_i - K)``, which changes no mantissa bit;
+      normalisations (layer/group/RMS norm, batch norm on batch statistics) are invariant to
+      their input's scale once their epsilon is scaled by ``2**(-2k)``; attention logits'
+      exponent goes into the softmax ``scale``; any other op (GELU, softmax, ...) is evaluated on
+      the values themselves when they fit float32 (``|k| <= 60``), else
+      :class:`~paizoo.errors.ScoreError` says to use float64. Mantissas are renormalised to
+      [1, 2) whenever they leave [2^-32, 2^32], so the forward pass cannot overflow (an op would
+      need weights above 2^90 / fan-in). The output is ``out_m * 2**K``, the flow computed is
+      ``R_m = R * 2**-K``, and autograd on the mantissas gives ``dR_m/dtheta =
+      2**-K * dR/dtheta`` for every parameter: all scores carry the same factor ``2**-K``, so
+      the ranking, hence the mask, is the exact float64 one up to float32 rounding (relative
+      ~1e-7 per op; weights whose float64 scores differ by less than that, or that are exactly
+      tied, may be ordered differently). The backward pass is not rescaled: a gradient would
+      overflow only if some activation's backward flow exceeded its forward scale by ~2^100
+      (never seen on the zoo's, timm's or torchvision's models); scores are checked and a
+      non-finite one raises :class:`~paizoo.errors.ScoreError`.
+    * ``"float32"``: plain single precision (the reference code's), which raises
+      :class:`~paizoo.errors.ScoreError` as soon as R or a score is not finite.
+
+    Over 100 rounds, rounding differences at the threshold compound (a weight kept in one
+    precision and pruned in the other changes every later round's scores), so the final masks of
+    two precisions can differ on more weights than a single round's rounding explains;
+    ``benchmarks/bench_synflow.py`` measures this (IoU, ties at the threshold).
 
     The caller's model is never modified (the linearisation and the dtype change happen on the
     base class's deep copy).
@@ -53,7 +77,7 @@ class SynFlow(Pruner):
     iteratively conserving synaptic flow", NeurIPS 2020.
 
     Args:
-        precision: ``"float64"`` (default) or ``"float32"``; the dtype of the working copy.
+        precision: ``"float64"`` (default), ``"scaled32"`` or ``"float32"`` (see above).
         scope, rounds, schedule: see :class:`~paizoo.pruners.base.Pruner` (default 100 rounds,
             exponential schedule).
     """
