@@ -174,6 +174,33 @@ def compare_saved(folder: Path, model_name: str, reference_path: Path) -> None:
               f"tied {meta.get('tied', '?')}", flush=True)
 
 
+FINITE_MODELS = ("torchvision:resnet50", "timm:resnet50", "timm:vit_base_patch16_224")
+
+
+def finite_check(threads: int) -> None:
+    """One SynFlow round at 224x224 per model and precision: does it stay finite?"""
+    print(f"# one SynFlow round at 3x224x224, {threads} threads (pretrained=False; timm "
+          "resnet50 with zero_init_last=False; the ViT's zero-initialised head re-drawn "
+          "N(0, 0.02), else R = 0)", flush=True)
+    for name in FINITE_MODELS:
+        extra: dict[str, Any] = {"zero_init_last": False} if name == "timm:resnet50" else {}
+        model = create_model(name, seed=0, **extra)
+        if "vit" in name:
+            with torch.no_grad():
+                model.get_submodule("head").weight.normal_(0, 0.02)
+        for precision in ("float32", "scaled32"):
+            pruner = paizoo.create_pruner("synflow", precision=precision, rounds=1)
+            t0 = time.process_time()
+            try:
+                paizoo.prune(model, pruner, sparsity=0.99, input_shape=(3, 224, 224),
+                             progress=False)
+                result = f"finite; R = 2^({pruner._flow_exponent} + log2 of the mantissa sum)"
+            except paizoo.errors.ScoreError as exc:
+                result = f"ScoreError: {str(exc)[:80]}"
+            print(f"{name:28} {precision:9} {time.process_time() - t0:7.1f} cpu s  {result}",
+                  flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="timm:resnet50,vgg16_bn")
@@ -182,11 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparsity", type=float, default=0.99)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--finite", action="store_true",
+                        help="only check one round at 224x224 on " + ", ".join(FINITE_MODELS))
     parser.add_argument("--save-masks", type=Path, default=None)
     parser.add_argument("--compare-masks", type=Path, default=None,
                         help="a --save-masks folder holding the float64 masks of an earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.finite:
+        finite_check(args.threads)
+        return 0
     rounds = args.rounds or (10 if args.quick else 100)
     print(f"# SynFlow, {rounds} rounds, sparsity {args.sparsity}, {args.threads} threads, "
           f"torch {torch.__version__}; load average at start: {os.getloadavg()}", flush=True)

@@ -218,7 +218,7 @@ class Pruner(ABC):
                 ctx.round, ctx.density, ctx.mask = r, round_density, mask
                 with torch.no_grad():
                     for n, p in params.items():
-                        p.copy_(ctx.initial[n] * mask[n])
+                        torch.mul(ctx.initial[n], mask[n], out=p)  # no temporary
                 scores = self.score(ctx)
                 check_scores(scores, shapes, check_nan=False)  # select() checks for NaN
                 scores = {n: scores[n].to(device) for n in params}
