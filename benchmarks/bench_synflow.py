@@ -6,7 +6,9 @@ told otherwise) runs once per precision in the same process:
 * ``float64``: the working copy in double precision;
 * ``scaled32``: float32 with a power-of-two exponent per activation tensor
   (:mod:`paizoo.pruners._scaled`), the path that cannot overflow;
-* ``float32``: plain float32 (the reference code's precision), which overflows on deep nets.
+* ``float32``: plain float32 (the reference code's precision), which overflows on deep nets;
+* ``float64-perturbed`` (on request): float64 on a copy whose prunable weights are multiplied by
+  (1 + 2^-24 u), u uniform in (-1, 1): how far float32-sized noise alone moves the mask.
 
 Columns: ``cpu s`` = CPU seconds of the process for the whole ``paizoo.prune`` call (the fairer
 measure on a shared, oversubscribed machine), then its wall-clock seconds, split into forward (the
@@ -67,6 +69,23 @@ def build(name: str, quick: bool) -> tuple[nn.Module, tuple[int, ...]]:
         model = timm.create_model("resnet50", pretrained=False, zero_init_last=False)
         return model, (3, 64, 64) if quick else (3, 224, 224)
     return create_model(name, num_classes=10, seed=0), (3, 32, 32)
+
+
+PERTURBED = "float64-perturbed"
+
+
+def perturbed(model: nn.Module) -> nn.Module:
+    """A copy whose prunable weights are multiplied by (1 + 2^-24 u), u ~ U(-1, 1) (seed 0):
+    float64 SynFlow on it shows how far float32-sized rounding noise alone moves the mask."""
+    import copy
+
+    copied = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in paizoo.prunable_parameters(copied).values():
+            noise = torch.rand(p.shape, generator=generator, dtype=torch.float64) * 2 - 1
+            p.copy_((p.double() * (1 + 2.0 ** -24 * noise)).to(p.dtype))
+    return copied
 
 
 class Profile:
@@ -239,13 +258,17 @@ def main(argv: list[str] | None = None) -> int:
                 reference = (Mask.load(path), None, math.nan)
                 f64_cpu = float(str(Mask.load_metadata(path).get("cpu", "nan")))
         for precision in args.precisions.split(","):
-            pruner = paizoo.create_pruner("synflow", precision=precision, rounds=rounds)
+            subject = model
+            if precision == PERTURBED:  # float64 on weights moved by float32 rounding noise
+                subject = perturbed(model)
+            pruner = paizoo.create_pruner("synflow", precision=precision.split("-")[0],
+                                          rounds=rounds)
             profile = Profile()
             label = f"{model_name:16} {precision:9}"
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 with profile.patched(pruner):
-                    mask = paizoo.prune(model, pruner, sparsity=args.sparsity,
+                    mask = paizoo.prune(subject, pruner, sparsity=args.sparsity,
                                         input_shape=shape, progress=False)
             except paizoo.errors.ScoreError as exc:
                 seconds = time.perf_counter() - t0
