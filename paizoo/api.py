@@ -8,6 +8,7 @@ from torch import nn
 
 from .masks import Mask
 from .params import Cover, Patterns
+from .progress import Progress
 from .pruners.base import LossFn, Pruner
 from .pruners.registry import create_pruner
 from .sparsity import resolve_density
@@ -28,7 +29,7 @@ def prune(
     exclude: Patterns = None,
     cover: Cover = None,
     loss_fn: LossFn | None = None,
-    progress: bool | None = None,
+    progress: Progress = None,
     **config: Any,
 ) -> Mask:
     """Prune ``model`` at initialisation and return the :class:`~paizoo.masks.Mask`.
@@ -54,8 +55,10 @@ def prune(
             ``None``/``"default"``: Conv/Linear only. Weights left dense are named by a
             :class:`~paizoo.masks.CoverageWarning` and in ``mask.report()``.
         loss_fn: ``loss_fn(logits, targets)`` for data-driven pruners (cross-entropy default).
-        progress: show a progress bar over rounds (default: only for multi-round pruners on a
-            terminal).
+        progress: progress over rounds, for multi-round pruners: by default a bar on a
+            terminal and, when stderr is not a terminal, a line every 10 s with the round and an
+            ETA; ``True`` a bar, ``False`` nothing, a number of seconds: lines at that interval
+            (see :mod:`paizoo.progress`).
         **config: pruner options (e.g. ``rounds=100``, ``scope="layer"``,
             ``distribution="erk"``).
 

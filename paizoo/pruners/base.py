@@ -23,13 +23,13 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import diagnostics
 from ..batches import Batch, as_batches, check_target_range
 from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityError
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
+from ..progress import Progress, round_progress
 from ..reparam import remove_masks, scoring_safe_weight_norm
 from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
 
@@ -147,14 +147,16 @@ class Pruner(ABC):
         include: Patterns = None,
         exclude: Patterns = None,
         loss_fn: LossFn | None = None,
-        progress: bool | None = None,
+        progress: Progress = None,
         cover: Cover = None,
     ) -> Mask:
         """Score ``model`` and return the mask at ``density``; ``model`` is left unchanged.
 
         ``include``/``exclude``/``cover`` choose the prunable parameters (see
         :mod:`paizoo.params`); a :class:`~paizoo.masks.CoverageWarning` names the weights of
-        the model they leave dense (also in ``mask.report()``).
+        the model they leave dense (also in ``mask.report()``). ``progress``: see
+        :mod:`paizoo.progress` (a bar on a terminal, a line every 10 s with an ETA elsewhere,
+        for multi-round pruners).
         """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
@@ -229,13 +231,12 @@ class Pruner(ABC):
             else:  # continue from the density the model already has
                 relative = density_schedule(density / start.density, self.rounds, self.schedule)
                 schedule = [start.density * d for d in relative[:-1]] + [density]
-            bar = tqdm(schedule, desc=f"{self.name} rounds", disable=_bar_disabled(progress,
-                       self.rounds), leave=False)
-            for r, round_density in enumerate(bar):
+            for r, round_density in enumerate(round_progress(schedule, f"{self.name} rounds",
+                                                             progress)):
                 ctx.round, ctx.density, ctx.mask = r, round_density, mask
                 with torch.no_grad():
                     for n, p in params.items():
-                        p.copy_(ctx.initial[n] * mask[n])
+                        torch.mul(ctx.initial[n], mask[n], out=p)  # no temporary
                 scores = self.score(ctx)
                 check_scores(scores, shapes, check_nan=False)  # select() checks for NaN
                 scores = {n: scores[n].to(device) for n in params}
@@ -343,12 +344,6 @@ def probe_inputs(model: nn.Module, batches: list[Batch] | None,
     for _, y in batches:
         if not y.dtype.is_floating_point and not y.dtype.is_complex:
             check_target_range(y, int(out.shape[1]))
-
-
-def _bar_disabled(progress: bool | None, rounds: int) -> bool | None:
-    if progress is None:
-        return True if rounds < 2 else None  # None: tqdm decides (off when not a terminal)
-    return not progress
 
 
 def _working_copy(model: nn.Module) -> nn.Module:
