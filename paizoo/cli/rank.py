@@ -57,7 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pruner option, e.g. -o synflow.rounds=10 (repeatable)")
     p.add_argument("--allow-missing", action="store_true",
                    help="predict even when some metric columns of the predictor are not "
-                        "produced for this model (treated as missing)")
+                        "produced for a model of its training data (treated as missing; "
+                        "implied for a model in no training table)")
+    p.add_argument("--coverage", type=float, default=0.9,
+                   help="coverage of the prediction intervals (default 0.9)")
     p.add_argument("--trust", action="append", default=[], metavar="TYPE",
                    help="extra type name to trust when loading your own predictor file")
     p.add_argument("--out", default=None,
@@ -96,7 +99,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         input_shape=args.input_shape, num_classes=args.num_classes, data_root=args.data_root,
         seeds=args.seeds, model_options=parse_kv(args.model_option),
         pruner_options=_pruner_options(args.option),
-        allow_missing=args.allow_missing,
+        allow_missing=args.allow_missing, coverage=args.coverage,
         device="cuda" if torch.cuda.is_available() else "cpu")
     print(result.format())
     if args.out:
