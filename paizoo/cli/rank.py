@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "compute the metrics of the masks, predict each mask's accuracy drop with a "
                     "trained predictor (the shipped one by default) and print the pruners "
                     "ranked by their mean predicted drop. Nothing is trained.")
-    p.add_argument("--model", required=True, help="paizoo model, timm:<name> or torchvision:<name>")
+    p.add_argument("--model", required=True,
+                   help="paizoo model, timm:<name>, torchvision:<name>, or module:function from "
+                        "your own code (called as function(seed), returning the nn.Module)")
     p.add_argument("--dataset", default=None,
                    help="dataset (input shape, classes, and data for data-driven pruners)")
     p.add_argument("--input-shape", type=parse_shape, default=None,
@@ -84,6 +86,33 @@ def _pruner_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return dict(out)
 
 
+def _model_arg(spec: str) -> Any:
+    """``spec`` as given, or for ``module:function`` (not timm/torchvision) the imported
+    function, named ``spec``, as ``rank_pruners``' factory(seed)."""
+    import importlib
+
+    from ..errors import UnknownModelError
+
+    module, sep, attr = spec.partition(":")
+    if not sep or module in ("timm", "torchvision"):
+        return spec
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownModelError(
+            f"cannot load model factory {spec!r} ({type(exc).__name__}: {exc}); write "
+            "module:function with the module on the Python path (e.g. PYTHONPATH=.)") from exc
+    if not callable(fn):
+        raise UnknownModelError(f"{spec!r} is not callable; module:function must name a "
+                                "function taking the seed and returning an nn.Module")
+
+    def factory(seed: int) -> Any:
+        return fn(seed)
+
+    factory.__name__ = spec
+    return factory
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     import torch
 
@@ -95,7 +124,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print("paizoo: error: pass --dataset (or --input-shape for data-free pruners)")
         return 2
     result = rank_pruners(
-        args.model, args.pruners, args.sparsities, predictor=predictor, dataset=args.dataset,
+        _model_arg(args.model), args.pruners, args.sparsities, predictor=predictor,
+        dataset=args.dataset,
         input_shape=args.input_shape, num_classes=args.num_classes, data_root=args.data_root,
         seeds=args.seeds, model_options=parse_kv(args.model_option),
         pruner_options=_pruner_options(args.option),
