@@ -73,7 +73,8 @@ class Predictor:
                 + (f" in {len(on['families'])} families ({', '.join(on['families'])})"
                    if on.get("families") else "")
                 + f"; {len(on.get('pruners', []))} pruners; "
-                f"sparsity {_fmt(sp[0])}..{_fmt(sp[1])}; from {on.get('table', '?')}")
+                f"sparsity {_fmt(sp[0])}..{_fmt(sp[1])}"
+                + (f"; from {on['table']}" if on.get("table") else ""))
             if on.get("note"):
                 lines.append(f"domain note: {on['note']}")
         val = self.info.get("validation", {})
