@@ -165,9 +165,22 @@ def test_definitions_and_table_columns() -> None:
 
 
 def test_same_pruner_knows_defaults() -> None:
+    """The store labels the leaderboard's random settings with their config; `paizoo rank -p
+    random` (the default, uniform) is one of them and must not be called unseen."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import validity_notes
+
     assert same_pruner("random", 'random{"distribution":"uniform"}')
     assert not same_pruner("random", 'random{"distribution":"erk"}')
-    assert same_pruner('snip', 'snip') and not same_pruner("snip", "grasp")
+    assert same_pruner("snip", "snip") and not same_pruner("snip", "grasp")
+    pred = Predictor(AccuracyDropRegressor(), info={"trained_on": {
+        "models": ["m"], "pruners": ['random{"distribution":"erk"}',
+                                     'random{"distribution":"uniform"}', "snip"]}})
+    notes = validity_notes(pred, dataset=None, model="m", sparsities=[0.5],
+                           pruners=["random", "snip", "grasp"])
+    assert [n for n in notes if "not in the training data" in n] == [
+        "pruners not in the training data: grasp (predicted as unseen pruners; see the "
+        "leave-one-pruner-out error)"]
 
 
 # ---- split-conformal intervals ---------------------------------------------------------------
