@@ -64,8 +64,7 @@ class Evaluation:
         scores: one row per (feature_set, split, model): ``n_features``, ``r2``, ``mae``,
             ``spearman``.
         predictions: ``{(feature_set, split, model): out-of-fold predictions}``.
-        best: the feature set with the highest leave-one-pruner-out R^2 (random K-fold when
-            the table has one pruner), for the default model.
+        best: the feature set analysed in depth (see :func:`evaluate`'s ``main``).
         importance: permutation importance of ``best`` (MAE increase in points, mean and sd).
         ranking: per held-out pruner and context: Kendall tau, RBO, ranks of the held-out pruner.
         pairs: per (held-out architecture, held-out pruner): the pruner's predicted and actual
@@ -98,14 +97,16 @@ def evaluate(
     importance: bool = True,
     ranking: bool = True,
     pairs: bool = True,
+    main: str | None = "agnostic",
     progress: bool | None = None,
 ) -> Evaluation:
     """Compare feature sets and models under each split; see the module docstring.
 
     The first of ``models`` is the default model used for the best set, importance and ranking;
-    the best set is the one with the highest leave-one-architecture-out R^2 (leave one pruner
-    out when the table has one architecture). ``pairs``: the (held-out architecture x
-    held-out pruner) ranks of :func:`pair_ranks` with the best set (needs >= 2 architectures).
+    ``best`` is the feature set ``main`` (the one the shipped predictor uses) when the table has
+    it, else the one with the highest leave-one-architecture-out R^2 (leave one pruner out when
+    the table has one architecture); importance, ranking and ``pairs`` (the (held-out
+    architecture x held-out pruner) ranks of :func:`pair_ranks`, >= 2 architectures) use it.
     """
     table = validate_table(table).reset_index(drop=True)
     kinds = available_splits(table, tuple(map(split_kind, splits)))
@@ -130,7 +131,7 @@ def evaluate(
     scores = pd.DataFrame(rows, columns=["feature_set", "split", "model", "n_features", "r2",
                                          "mae", "spearman"])
     default_model = models[0]
-    best = _best_set(scores, default_model)
+    best = main if main in usable else _best_set(scores, default_model)
     ev = Evaluation(table=table, scores=scores, predictions=preds, best=best,
                     model=default_model, skipped=skipped)
     if best is not None and importance:

@@ -236,8 +236,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         if model != ev.model and (ev.scores["model"] == model).any():
             lines += [f"### Model: {model}", "", markdown_table(scores_wide(ev, model)), ""]
     if ev.best is not None:
-        lines += [f"Best feature set (highest leave-one-architecture-out R², leave one pruner "
-                  f"out without several architectures): **{ev.best}**.", ""]
+        lines += [f"Feature set analysed below and in the rank tables above: **{ev.best}**.",
+                  ""]
     if plot_path is not None and ev.best is not None:
         p = plot_predictions(ev, plot_path)
         rel = os.path.relpath(p, Path(path).parent)
