@@ -333,7 +333,7 @@ def test_train_predictor_records_validity(table: pd.DataFrame, tmp_path) -> None
     assert on["date"] and on["input_shapes"] == {"synthetic": [3, 32, 32]}
     assert info["metrics_groups"] == ["density", "mge"]
     text = pred.describe()
-    assert "validity domain: 120 runs" in text and "on synthetic; 2 architectures" in text
+    assert "validity domain: 120 runs" in text and "on synthetic (3x32x32); 2 architectures" in text
     assert "MAE" in text
 
 

@@ -494,8 +494,9 @@ def feature_definitions(columns: Iterable[str], layer_names: Iterable[str] = ())
                 out[col] = (f"per-layer (named, architecture-specific): "
                             f"{col[:-len(layer) - 1]} of layer {layer}")
             else:
-                out[col] = ("network-level raw paizoo.metrics value (size-dependent; not in the "
-                            "agnostic set): see paizoo.metrics")
+                out[col] = ("network-level raw paizoo.metrics value, not in the agnostic set (a "
+                            "count, degree or weight scale that changes with the network's size; "
+                            "see paizoo.metrics)")
     return out
 
 
@@ -509,6 +510,11 @@ _IDENTIFIER_DEFS = {
     "seed": "identifier: seed of init, pruning and training",
     "config": "identifier: training-config hash",
     "accuracy_drop": "target: dense test accuracy - pruned test accuracy (points)",
+    "accuracy": "information, not a feature: the run's test accuracy (points)",
+    "dense_accuracy": "information, not a feature: mean test accuracy of the dense runs of the "
+                      "same dataset/model/config (points)",
+    "run_key": "information, not a feature: the results store's key of the run",
+    "metrics_version": "information, not a feature: paizoo.metrics version of the metrics",
 }
 
 __all__ = ["ARCH_DEFINITIONS", "FAMILIES", "STATS", "STAT_SEP", "Layout", "add_agnostic_columns",
