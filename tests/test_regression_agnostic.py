@@ -160,7 +160,10 @@ def test_definitions_and_table_columns() -> None:
     assert defs["density.fc1.weight"].startswith("per-layer (named")
     assert "profile over normalised depth" in defs["density@slope"]
     assert select_features(out.columns, "per-layer") == ["density.fc1.weight"]
-    assert "density.fc1.weight" not in select_features(out.columns, "agnostic")
+    agn = select_features(out.columns, "agnostic")
+    assert "density.fc1.weight" not in agn and "arch.depth" in agn
+    assert select_features(out.columns, "agnostic-mask") == [c for c in agn
+                                                             if not c.startswith("arch.")]
     assert parse_label('resnet20{"width":2}') == ("resnet20", {"width": 2})
 
 

@@ -70,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--models", type=_list, default=["hgb"],
                    help="regressors to compare, the first is the default: hgb,ridge,forest")
     e.add_argument("--folds", type=int, default=5, help="K of random K-fold (default 5)")
+    e.add_argument("--main", default="agnostic",
+                   help="feature set of the rank tables and importance (default: agnostic)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
 
@@ -138,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     table = pd.concat([load_table(t) for t in args.table], ignore_index=True, sort=False)
     ev = evaluate(table, splits=tuple(args.splits), models=tuple(args.models),
-                  n_splits=args.folds, random_state=args.seed)
+                  n_splits=args.folds, random_state=args.seed, main=args.main)
     plot = args.plot or str(Path(args.out).with_suffix(".png"))
     command = ("paizoo regress eval " + " ".join(f"--table {shlex.quote(t)}" for t in args.table)
                + f" --out {shlex.quote(args.out)}"
@@ -147,6 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                + (f" --splits {','.join(args.splits)}"
                   if args.splits != list(DEFAULT_SPLITS) else "")
                + (f" --folds {args.folds}" if args.folds != 5 else "")
+               + (f" --main {shlex.quote(args.main)}" if args.main != "agnostic" else "")
                + (f" --seed {args.seed}" if args.seed else "")
                + (f" --note {shlex.quote(args.note)}" if args.note else ""))
     path = write_report(ev, args.out, plot_path=plot, source=", ".join(args.table),

@@ -185,7 +185,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         "per-layer ones named after the layer (NaN on architectures without that layer); "
         "*agnostic*: profiles of per-layer metrics over normalised depth, size-free "
         "network-level values and `arch.*` descriptors (paizoo.regression.agnostic; "
-        "definitions of every column in the table's `.features.json`).", "",
+        "definitions of every column in the table's `.features.json`); *agnostic (mask only)*: "
+        "the same without the `arch.*` descriptors.", "",
         "## Leave one architecture out, leave one family out", "",
         f"Model: {ev.model}. Scores on pooled out-of-fold predictions: R², mean absolute error "
         "in points, Spearman ρ. Leave one architecture out: each fold holds out every run of "

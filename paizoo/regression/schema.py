@@ -117,6 +117,7 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
 #: ``per-layer`` (paizoo.metrics' raw columns, named after layers, for within-architecture use)
 FEATURE_SWITCHES: dict[str, str] = {
     "agnostic": "architecture-agnostic columns (profiles over depth, size-free values, arch.*)",
+    "agnostic-mask": "the agnostic columns of the mask only (no arch.* descriptors)",
     "per-layer": "raw paizoo.metrics columns, per-layer ones named after the layer",
 }
 
@@ -130,6 +131,7 @@ GROUP_ALIASES: dict[str, tuple[str, ...]] = {
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "global density": ("density.global",),
     "per-layer (named)": ("per-layer",),
+    "agnostic (mask only)": ("agnostic-mask",),
     "agnostic": ("agnostic",),
 }
 
@@ -172,6 +174,8 @@ def select_features(columns: Iterable[str], groups: GroupSpec = None) -> list[st
             chosen.update(feats)
         elif group == "agnostic":
             chosen.update(c for c in feats if is_agnostic_column(c))
+        elif group == "agnostic-mask":
+            chosen.update(c for c in feats if is_agnostic_column(c) and not c.startswith("arch."))
         elif group == "per-layer":
             chosen.update(c for c in feats if not is_agnostic_column(c))
         elif group in FEATURE_GROUPS:
