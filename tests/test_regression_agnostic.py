@@ -329,3 +329,28 @@ def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     assert "validated (leave one architecture out)" in out and "validity domain:" in out
     assert "is in no training table" in out
     assert sum(1 for line in out.splitlines() if "[" in line and "]" in line) == 2
+
+
+def test_cli_features_adds_agnostic_columns_to_a_zoo_table(tmp_path) -> None:
+    """`paizoo regress features`: zoo model labels are built for their dataset (LeNet-5 on
+    Fashion-MNIST: 5 layers in forward order, conv1 first), family and definitions written."""
+    import json
+
+    from paizoo.cli import main
+
+    t = pd.DataFrame({"dataset": ["fashion-mnist"] * 2, "model": ["lenet5", "lenet_300_100"],
+                      "pruner": ["p", "p"], "sparsity": [0.5, 0.5], "seed": [0, 0],
+                      "accuracy_drop": [1.0, 2.0], "density.conv1.weight": [0.2, np.nan],
+                      "density.fc1.weight": [0.7, 0.4], "density.fc3.weight": [0.9, 0.6]})
+    t.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["regress", "features", "--table", str(tmp_path / "t.csv"), "--out",
+                 str(tmp_path / "o.csv")]) == 0
+    o = pd.read_csv(tmp_path / "o.csv").set_index("model")
+    assert o.loc["lenet5", "arch.depth"] == 5 and o.loc["lenet_300_100", "arch.depth"] == 3
+    assert o.loc["lenet5", "density@first"] == 0.2  # conv1 runs first
+    assert o.loc["lenet_300_100", "density@first"] == 0.4
+    assert o.loc["lenet5", "density@last"] == 0.9  # fc3 runs last
+    assert o.loc["lenet5", "density@undef"] == pytest.approx(2 / 5)  # conv2, fc2 absent
+    assert o.loc["lenet5", "family"] == "cnn" and o.loc["lenet_300_100", "family"] == "mlp"
+    defs = json.loads((tmp_path / "o.features.json").read_text())
+    assert set(defs) == set(o.reset_index().columns)
