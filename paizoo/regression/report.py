@@ -132,6 +132,25 @@ def _unseen_rows(ev: Evaluation) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def per_architecture(ev: Evaluation) -> pd.DataFrame:
+    """Leave-one-architecture-out scores of the main set, per held-out architecture."""
+    key = (ev.best, "loao", ev.model)
+    if key not in ev.predictions:
+        return pd.DataFrame()
+    from .evaluate import regression_scores
+
+    t, pred = ev.table, ev.predictions[key]
+    rows = []
+    for model, idx in t.groupby("model").indices.items():
+        sc = regression_scores(t[TARGET].to_numpy(float)[idx], pred[idx])
+        rows.append({"held-out architecture": model,
+                     **({"family": t["family"].iloc[idx[0]]} if "family" in t.columns else {}),
+                     "runs": len(idx), "pruners": t["pruner"].iloc[idx].nunique(),
+                     "sparsities": t["sparsity"].iloc[idx].nunique(),
+                     "MAE": sc["mae"], "ρ": sc["spearman"]})
+    return pd.DataFrame(rows)
+
+
 def goals_text(ev: Evaluation) -> list[str]:
     """One line per goal of issue #14, reached or not, from the default model's numbers."""
     if ev.best is None:
@@ -200,6 +219,11 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         lines += ["The table has a single architecture: no leave-one-architecture-out scores.",
                   ""]
     lines += [*goals_text(ev), ""]
+    per = per_architecture(ev)
+    if len(per):
+        lines += [f"Per held-out architecture ({ev.best}, leave one architecture out; ρ within "
+                  "one architecture's runs, n/a when its predictions do not vary):", "",
+                  markdown_table(per), ""]
     if ev.pairs is not None and len(ev.pairs):
         lines += [
             "## Held-out pruner on a held-out architecture", "",
