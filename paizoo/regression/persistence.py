@@ -132,7 +132,7 @@ def load_predictor(path: str | os.PathLike | None = None,
 
         raise PredictorFileError(
             f"this paizoo has no default predictor ({path} is missing); build it from the "
-            f"Fashion-MNIST metrics table with `{RETRAIN_COMMAND}`, or pass --predictor FILE")
+            f"Fashion-MNIST metrics tables with `{RETRAIN_COMMAND}`, or pass --predictor FILE")
     if not path.is_file():
         raise PredictorFileError(f"no predictor file at {path}; train one with `paizoo regress "
                                  "train --table TABLE.csv --out FILE.skops`")
