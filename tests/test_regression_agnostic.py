@@ -354,3 +354,15 @@ def test_cli_features_adds_agnostic_columns_to_a_zoo_table(tmp_path) -> None:
     assert o.loc["lenet5", "family"] == "cnn" and o.loc["lenet_300_100", "family"] == "mlp"
     defs = json.loads((tmp_path / "o.features.json").read_text())
     assert set(defs) == set(o.reset_index().columns)
+
+
+def test_pairs_table_keeps_one_cell_per_config() -> None:
+    """An architecture trained with two recipes (configs) gives two ranks per pair."""
+    from paizoo.regression.report import _pairs_table
+
+    pairs = pd.DataFrame({"model": ["a", "a", "b"], "pruner": ["p", "p", "p"],
+                          "n_pruners": [3, 3, 3], "predicted_rank": [1, 2, 3],
+                          "actual_rank": [1, 3, 3], "abs_error": [0, 1, 0]})
+    t = _pairs_table(pairs)
+    assert t.to_dict("list") == {"held-out pruner": ["p", "mean abs. rank error"],
+                                 "a": ["1/1; 2/3", "0.50"], "b": ["3/3", "0.00"]}

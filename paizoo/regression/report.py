@@ -100,14 +100,16 @@ WITHIN = ("lopo", "kfold")
 
 
 def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pruners as rows, held-out architectures as columns, cells ``predicted/actual`` rank;
-    a last row with each architecture's mean absolute rank error."""
+    """Pruners as rows, held-out architectures as columns, cells ``predicted/actual`` rank (one
+    per training config of the architecture, joined by ``;``); a last row with each
+    architecture's mean absolute rank error."""
     archs = sorted(pairs["model"].unique())
     out = pd.DataFrame({"held-out pruner": sorted(pairs["pruner"].unique())})
     for a in archs:
-        sub = pairs[pairs["model"] == a].set_index("pruner")
-        out[a] = [f"{int(sub.loc[p, 'predicted_rank'])}/{int(sub.loc[p, 'actual_rank'])}"
-                  if p in sub.index else "-" for p in out["held-out pruner"]]
+        cells = {p: "; ".join(f"{int(r.predicted_rank)}/{int(r.actual_rank)}"
+                              for r in sub.itertuples())
+                 for p, sub in pairs[pairs["model"] == a].groupby("pruner")}
+        out[a] = [cells.get(p, "-") for p in out["held-out pruner"]]
     err = {a: f"{pairs.loc[pairs['model'] == a, 'abs_error'].mean():.2f}" for a in archs}
     out.loc[len(out)] = ["mean abs. rank error", *[err[a] for a in archs]]
     return out
@@ -230,8 +232,10 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             f"For each (architecture A, pruner P), the regressor ({ev.best}, {ev.model}) is fit "
             "on the runs of neither A nor P and ranks the pruners on A by predicted drop "
             "(mean over seeds and the sparsities every pruner on A has); cells: P's predicted/"
-            f"actual rank among the pruners on A. Mean absolute rank error over all "
-            f"{len(ev.pairs)} pairs: **{ev.pairs['abs_error'].mean():.2f}** (exact rank in "
+            "actual rank among the pruners on A (one per training config, `;`-separated, when "
+            f"A was trained with several recipes). Mean absolute rank error over all "
+            f"{len(ev.pairs)} (pair, config) cells: **{ev.pairs['abs_error'].mean():.2f}** "
+            "(exact rank in "
             f"{(ev.pairs['abs_error'] == 0).mean():.0%} of the pairs, within one in "
             f"{(ev.pairs['abs_error'] <= 1).mean():.0%}).", "",
             markdown_table(_pairs_table(ev.pairs)), ""]
