@@ -16,6 +16,7 @@ from paizoo import PruneContext, Pruner
 from paizoo.cli import main
 from paizoo.data import dataset_info
 from paizoo.regression import load_predictor
+from paizoo.regression.agnostic import agnostic_features, layout_of
 from paizoo.results import ResultStore, RunRecord, RunSpec
 from paizoo.training import TrainConfig
 from paizoo.training.experiment import build_model
@@ -116,11 +117,12 @@ def test_digits_build_train_rank(tmp_path, capsys) -> None:
                  "--out", str(rows_csv)]) == 0
     out = capsys.readouterr().out
     assert "paizoo rank: lenet_300_100 on digits" in out and "nothing trained" in out
-    assert "predictor trained on 20 runs of digits" in out
+    assert "validity domain: 20 runs" in out and "on digits (1x8x8)" in out
     assert "validated (leave one pruner out): MAE" in out
     assert "note: sparsities" not in out  # 0.6 and 0.9 lie in the trained range
     ranking = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()
-               and len(line.split()) == 5]
+               and "[" in line]
+    assert len(ranking) == 2 and "interval" in out and "tied with" in out
     rows = pd.read_csv(rows_csv)
     # the ranking follows the known truth evaluated on rank's own masks
     truth = (60 * (1 - rows["effective.nodes_frac"])).groupby(rows["pruner"]).mean()
@@ -129,7 +131,9 @@ def test_digits_build_train_rank(tmp_path, capsys) -> None:
     predictor = load_predictor(skops)
     net = _model(3)
     mask = paizoo.prune(net, "magnitude", sparsity=0.9, seed=3)
-    fresh = pd.DataFrame([metrics.compute(net, mask, INPUT, groups=GROUPS.split(","))])
+    values = metrics.compute(net, mask, INPUT, groups=GROUPS.split(","))
+    values.update(agnostic_features(values, layout_of(net, INPUT)))  # as build and rank add
+    fresh = pd.DataFrame([values])
     expected = predictor.predict(fresh)[0]
     got = rows[(rows["pruner"] == "magnitude") & (rows["sparsity"] == 0.9)]["predicted_drop"]
     assert got.iloc[0] == pytest.approx(expected)

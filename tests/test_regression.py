@@ -207,12 +207,24 @@ def test_leave_one_pruner_out_never_leaks(table: pd.DataFrame) -> None:
 
 
 # ---- evaluation, report ----------------------------------------------------------------------
+#: feature sets by metric group (the synthetic table's columns are all "per-layer" kind)
+GROUP_SETS = {
+    "global density": ("density.global",),
+    "per-layer density": ("density.global", "density.layer"),
+    "BGE/Ramanujan": ("ramanujan",),
+    "MGE": ("mge",),
+    "MGE + density": ("mge", "density.global", "density.layer"),
+    "all": ("all",),
+}
+
+
 def test_evaluate_and_report(table: pd.DataFrame, tmp_path) -> None:
-    ev = evaluate(table, models=("hgb", "ridge"), n_splits=3, progress=False)
+    ev = evaluate(table, feature_sets=GROUP_SETS, models=("hgb", "ridge"), n_splits=3,
+                  progress=False)
     s = ev.scores.set_index(["feature_set", "split", "model"])
     assert len(s) == 6 * 3 * 2
     # the sets that contain both generating features beat the noise-only BGE column
-    for split in ("kfold", "lopo", "lomo"):
+    for split in ("kfold", "lopo", "loao"):
         assert s.loc[("MGE + density", split, "hgb"), "r2"] > 0.85
         assert s.loc[("BGE/Ramanujan", split, "hgb"), "r2"] < 0.3
     assert ev.best in ("MGE + density", "all")
@@ -224,7 +236,9 @@ def test_evaluate_and_report(table: pd.DataFrame, tmp_path) -> None:
                       source="syn.csv", command="paizoo regress eval --table syn.csv",
                       extra_models=("ridge",))
     text = md.read_text()
-    for needle in ("leave one pruner out: R²", "Permutation feature importance",
+    for needle in ("leave one architecture out: R²", "leave one pruner out: R²",
+                   "Permutation feature importance", "Held-out pruner on a held-out architecture",
+                   "Rankings with every pruner unseen", "Per held-out architecture",
                    "Kendall τ-b", "RBO", "![predicted vs actual accuracy drop](regression.png)",
                    "### Model: ridge"):
         assert needle in text
@@ -255,8 +269,8 @@ def test_batched_permutation_importance_equals_sklearn(random_state: int,
 def test_evaluate_skips_absent_sets_and_single_model(table: pd.DataFrame) -> None:
     sub = table[table["model"] == "mlp"].drop(columns=["mge.log_paths_deficit",
                                                        "mge.mean_degree"])
-    ev = evaluate(sub, splits=("kfold", "lopo", "lomo"), importance=False, ranking=False,
-                  progress=False)
+    ev = evaluate(sub, feature_sets=GROUP_SETS, splits=("kfold", "lopo", "lomo"),
+                  importance=False, ranking=False, progress=False)
     assert set(ev.scores["split"]) == {"kfold", "lopo"}  # one model: no leave-one-model-out
     assert {"MGE", "MGE + density"} <= set(ev.skipped) or "MGE" in ev.skipped
     assert "MGE" not in set(ev.scores["feature_set"])
@@ -312,11 +326,15 @@ def test_train_predictor_records_validity(table: pd.DataFrame, tmp_path) -> None
     on = info["trained_on"]
     assert on["rows"] == len(table) and on["models"] == ["lenet5", "mlp"]
     assert on["sparsity_range"] == [0.5, 0.99] and len(on["table_sha256"]) == 64
-    assert set(info["validation"]) == {"leave one pruner out", "random K-fold"}
+    assert set(info["validation"]) == {"leave one pruner out", "leave one architecture out",
+                                       "random K-fold"}
     assert 0 < info["validation"]["leave one pruner out"]["mae"] < 5
+    assert set(info["calibration"]) == {"lopo", "loao", "kfold"}
+    assert on["date"] and on["input_shapes"] == {"synthetic": [3, 32, 32]}
     assert info["metrics_groups"] == ["density", "mge"]
     text = pred.describe()
-    assert "trained on 120 runs of synthetic" in text and "MAE" in text
+    assert "validity domain: 120 runs" in text and "on synthetic (3x32x32); 2 architectures" in text
+    assert "MAE" in text
 
 
 # ---- CLI -------------------------------------------------------------------------------------

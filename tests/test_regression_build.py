@@ -144,7 +144,7 @@ def test_runs_from_store_read_only(tmp_path) -> None:
         return {"density.global": 1 - row["sparsity"], "mge.acc_leak": 0.0}
 
     table = build_from_store(db, datasets=["digits"], metrics_for=metrics, version="t",
-                             progress=False)
+                             progress=False, agnostic=False)
     assert sorted(table["run_key"]) == ["k1", "k2", "k3"]
     assert dict(zip(table["run_key"], table["accuracy_drop"], strict=True)) == pytest.approx(
         {"k1": 10.0, "k2": 20.0, "k3": 15.0})

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "compute the metrics of the masks, predict each mask's accuracy drop with a "
                     "trained predictor (the shipped one by default) and print the pruners "
                     "ranked by their mean predicted drop. Nothing is trained.")
-    p.add_argument("--model", required=True, help="paizoo model, timm:<name> or torchvision:<name>")
+    p.add_argument("--model", required=True,
+                   help="paizoo model, timm:<name>, torchvision:<name>, or module:function from "
+                        "your own code (called as function(seed), returning the nn.Module)")
     p.add_argument("--dataset", default=None,
                    help="dataset (input shape, classes, and data for data-driven pruners)")
     p.add_argument("--input-shape", type=parse_shape, default=None,
@@ -57,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pruner option, e.g. -o synflow.rounds=10 (repeatable)")
     p.add_argument("--allow-missing", action="store_true",
                    help="predict even when some metric columns of the predictor are not "
-                        "produced for this model (treated as missing)")
+                        "produced for a model of its training data (treated as missing; "
+                        "implied for a model in no training table)")
+    p.add_argument("--coverage", type=float, default=0.9,
+                   help="coverage of the prediction intervals (default 0.9)")
     p.add_argument("--trust", action="append", default=[], metavar="TYPE",
                    help="extra type name to trust when loading your own predictor file")
     p.add_argument("--out", default=None,
@@ -81,6 +86,33 @@ def _pruner_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return dict(out)
 
 
+def _model_arg(spec: str) -> Any:
+    """``spec`` as given, or for ``module:function`` (not timm/torchvision) the imported
+    function, named ``spec``, as ``rank_pruners``' factory(seed)."""
+    import importlib
+
+    from ..errors import UnknownModelError
+
+    module, sep, attr = spec.partition(":")
+    if not sep or module in ("timm", "torchvision"):
+        return spec
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownModelError(
+            f"cannot load model factory {spec!r} ({type(exc).__name__}: {exc}); write "
+            "module:function with the module on the Python path (e.g. PYTHONPATH=.)") from exc
+    if not callable(fn):
+        raise UnknownModelError(f"{spec!r} is not callable; module:function must name a "
+                                "function taking the seed and returning an nn.Module")
+
+    def factory(seed: int) -> Any:
+        return fn(seed)
+
+    factory.__name__ = spec
+    return factory
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     import torch
 
@@ -92,11 +124,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print("paizoo: error: pass --dataset (or --input-shape for data-free pruners)")
         return 2
     result = rank_pruners(
-        args.model, args.pruners, args.sparsities, predictor=predictor, dataset=args.dataset,
+        _model_arg(args.model), args.pruners, args.sparsities, predictor=predictor,
+        dataset=args.dataset,
         input_shape=args.input_shape, num_classes=args.num_classes, data_root=args.data_root,
         seeds=args.seeds, model_options=parse_kv(args.model_option),
         pruner_options=_pruner_options(args.option),
-        allow_missing=args.allow_missing,
+        allow_missing=args.allow_missing, coverage=args.coverage,
         device="cuda" if torch.cuda.is_available() else "cpu")
     print(result.format())
     if args.out:

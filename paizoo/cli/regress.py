@@ -6,6 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+DEFAULT_SPLITS = ("loao", "lofo", "lopo", "kfold")
+
 
 def _list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -34,7 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--recompute", action="store_true", help="ignore cached metrics")
     b.add_argument("--data-root", default=None,
                    help="dataset folder, to prune again runs whose mask file is absent")
+    b.add_argument("--no-agnostic", action="store_true",
+                   help="leave out the architecture-agnostic columns (profiles, arch.*)")
     b.set_defaults(func=cmd_build)
+
+    f = cmds.add_parser(
+        "features", help="add the architecture-agnostic columns to an existing metrics table",
+        description="Read a metrics table of zoo models, build each model once for its dataset "
+                    "(layer order, shapes, descriptors), add the architecture-agnostic columns "
+                    "(profiles over normalised depth, size-free values, arch.*) and a family "
+                    "column, and write it with its feature definitions (.features.json).")
+    f.add_argument("--table", required=True, help="metrics table (.csv)")
+    f.add_argument("--out", required=True, help="table to write (.csv); may equal --table")
+    f.set_defaults(func=cmd_features)
 
     e = cmds.add_parser(
         "eval", help="compare feature sets and splits; write a Markdown report and a plot",
@@ -42,17 +56,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "random K-fold / leave-one-pruner-out / leave-one-model-out), compute the "
                     "permutation importance of the best set, validate the ranking of unseen "
                     "pruners (Kendall tau, RBO) and write the report.")
-    e.add_argument("--table", required=True, help="metrics table (.csv) with the schema of "
-                                                  "paizoo.regression.schema")
+    e.add_argument("--table", required=True, action="append",
+                   help="metrics table (.csv) with the schema of paizoo.regression.schema; "
+                        "repeat to evaluate on several (rows concatenated)")
+    e.add_argument("--note", default="",
+                   help="a paragraph put after the report's data summary")
     e.add_argument("--out", default="leaderboards/regression.md",
                    help="Markdown report (default: %(default)s)")
     e.add_argument("--plot", default=None,
                    help="predicted-vs-actual plot (default: the report's path with .png)")
-    e.add_argument("--splits", type=_list, default=["kfold", "lopo", "lomo"],
-                   help="kfold,lopo,lomo (default: all that the table supports)")
+    e.add_argument("--splits", type=_list, default=list(DEFAULT_SPLITS),
+                   help="kfold,lopo,loao,lofo (default: all that the table supports)")
     e.add_argument("--models", type=_list, default=["hgb"],
                    help="regressors to compare, the first is the default: hgb,ridge,forest")
     e.add_argument("--folds", type=int, default=5, help="K of random K-fold (default 5)")
+    e.add_argument("--main", default="agnostic",
+                   help="feature set of the rank tables and importance (default: agnostic)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=cmd_eval)
 
@@ -61,10 +80,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit an AccuracyDropRegressor on the whole table, record the table it was "
                     "trained on and its cross-validated error, and save it as a .skops file "
                     "(`paizoo rank --predictor FILE`).")
-    t.add_argument("--table", required=True, help="metrics table (.csv)")
-    t.add_argument("--groups", default="all",
-                   help="feature groups, comma-separated (default: all). e.g. "
-                        "mge,density.global,density.layer")
+    t.add_argument("--table", required=True, action="append",
+                   help="metrics table (.csv); repeat to train on several (rows concatenated)")
+    t.add_argument("--groups", default="agnostic",
+                   help="feature groups, comma-separated (default: agnostic, the columns every "
+                        "architecture has). e.g. per-layer, all, mge,density.global")
+    t.add_argument("--coverage", type=float, default=0.9,
+                   help="coverage of the prediction intervals (default 0.9)")
+    t.add_argument("--note", default="",
+                   help="a note on the validity domain, stored in the file and printed by "
+                        "`paizoo rank` (e.g. how thin the corpus is)")
     t.add_argument("--model", default="hgb", help="hgb (default), forest or ridge")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="predictor file to write (.skops)")
@@ -76,33 +101,60 @@ def cmd_build(args: argparse.Namespace) -> int:
     from ..regression.build import build_from_store
 
     table = build_from_store(args.db, datasets=args.dataset, groups=args.groups,
-                             recompute=args.recompute, data_root=args.data_root)
-    out = Path(args.out)
+                             recompute=args.recompute, data_root=args.data_root,
+                             agnostic=not args.no_agnostic)
+    _write_table(table, args.out)
+    return 0
+
+
+def _write_table(table: object, out_path: str) -> None:
+    import json
+
+    from ..regression.agnostic import feature_definitions, layouts_for_table
+
+    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, float_format="%.8g")
-    print(f"{len(table)} runs x {table.shape[1]} columns written to {out}")
+    table.to_csv(out, index=False, float_format="%.8g")  # type: ignore[attr-defined]
+    layers = [p for lay in layouts_for_table(table).values() for p in lay.params]  # type: ignore[arg-type]
+    defs = feature_definitions(table.columns, layers)  # type: ignore[attr-defined]
+    side = out.with_suffix(".features.json")
+    side.write_text(json.dumps(defs, indent=1) + "\n")
+    print(f"{len(table)} runs x {table.shape[1]} columns written to {out} "  # type: ignore[attr-defined]
+          f"(column definitions: {side})")
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from ..regression.build import with_agnostic
+    from ..regression.schema import load_table
+
+    _write_table(with_agnostic(load_table(args.table)), args.out)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from ..regression.evaluate import evaluate
     from ..regression.report import scores_wide, write_report
     from ..regression.schema import load_table
 
-    table = load_table(args.table)
+    table = pd.concat([load_table(t) for t in args.table], ignore_index=True, sort=False)
     ev = evaluate(table, splits=tuple(args.splits), models=tuple(args.models),
-                  n_splits=args.folds, random_state=args.seed)
+                  n_splits=args.folds, random_state=args.seed, main=args.main)
     plot = args.plot or str(Path(args.out).with_suffix(".png"))
-    command = (f"paizoo regress eval --table {shlex.quote(args.table)} --out "
-               f"{shlex.quote(args.out)}" + (f" --plot {shlex.quote(args.plot)}" if args.plot
-                                             else "")
+    command = ("paizoo regress eval " + " ".join(f"--table {shlex.quote(t)}" for t in args.table)
+               + f" --out {shlex.quote(args.out)}"
+               + (f" --plot {shlex.quote(args.plot)}" if args.plot else "")
                + (f" --models {','.join(args.models)}" if args.models != ["hgb"] else "")
                + (f" --splits {','.join(args.splits)}"
-                  if args.splits != ["kfold", "lopo", "lomo"] else "")
+                  if args.splits != list(DEFAULT_SPLITS) else "")
                + (f" --folds {args.folds}" if args.folds != 5 else "")
-               + (f" --seed {args.seed}" if args.seed else ""))
-    path = write_report(ev, args.out, plot_path=plot, source=args.table, command=command,
-                        extra_models=tuple(args.models[1:]))
+               + (f" --main {shlex.quote(args.main)}" if args.main != "agnostic" else "")
+               + (f" --seed {args.seed}" if args.seed else "")
+               + (f" --note {shlex.quote(args.note)}" if args.note else ""))
+    path = write_report(ev, args.out, plot_path=plot, source=", ".join(args.table),
+                        command=command, extra_models=tuple(args.models[1:]),
+                        preamble=[args.note] if args.note else ())
     print(scores_wide(ev).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"best feature set: {ev.best}")
     print(f"report written to {path} (plot {plot})")
@@ -110,18 +162,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from ..regression.schema import load_table
     from ..regression.train import train_predictor
 
-    table = load_table(args.table)
-    command = (f"paizoo regress train --table {shlex.quote(args.table)} --out "
-               f"{shlex.quote(args.out)}"
-               + (f" --groups {args.groups}" if args.groups != "all" else "")
+    table = pd.concat([load_table(t) for t in args.table], ignore_index=True, sort=False)
+    command = ("paizoo regress train "
+               + " ".join(f"--table {shlex.quote(t)}" for t in args.table)
+               + f" --out {shlex.quote(args.out)}"
+               + (f" --groups {args.groups}" if args.groups != "agnostic" else "")
                + (f" --model {args.model}" if args.model != "hgb" else "")
+               + (f" --coverage {args.coverage:g}" if args.coverage != 0.9 else "")
+               + (f" --note {shlex.quote(args.note)}" if args.note else "")
                + (f" --seed {args.seed}" if args.seed else ""))
     predictor = train_predictor(table, groups=args.groups, model=args.model,
                                 random_state=args.seed, table_path=args.table,
-                                command=command, out=args.out)
+                                command=command, coverage=args.coverage, note=args.note,
+                                out=args.out)
     print(predictor.describe())
     print(f"predictor written to {predictor.path}")
     return 0

@@ -404,13 +404,25 @@ def build_from_store(
     version: str | None = None,
     data_root: str | None = None,
     progress: bool | None = None,
+    agnostic: bool = True,
 ) -> pd.DataFrame:
     """``paizoo regress build``: every finished run of the store joined with its mask metrics
-    (computed once, cached in the store's ``mask_metrics`` table; see :class:`StoreMetrics`)."""
+    (computed once, cached in the store's ``mask_metrics`` table; see :class:`StoreMetrics`),
+    plus the architecture-agnostic columns and ``family`` (:func:`with_agnostic`) unless
+    ``agnostic=False``."""
     runs = runs_from_store(db, datasets)
     version = version or metrics_version()
     with MetricsCache(db) as cache:
         table = build_table(runs, metrics_for or StoreMetrics(data_root), cache=cache,
                             version=version, groups=groups, recompute=recompute,
                             progress=progress)
-    return table
+    return with_agnostic(table) if agnostic else table
+
+
+def with_agnostic(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (rows of zoo models) with the architecture-agnostic columns of
+    :mod:`paizoo.regression.agnostic` and a ``family`` column added; each model label is built
+    once for its dataset to read its layer order and descriptors."""
+    from .agnostic import add_agnostic_columns, layouts_for_table
+
+    return add_agnostic_columns(table, layouts_for_table(table))

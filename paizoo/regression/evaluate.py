@@ -31,7 +31,7 @@ from .errors import TableError
 from .estimator import AccuracyDropRegressor, _limit_threads
 from .ranking import compare_rankings, ranked
 from .schema import FEATURE_SETS, TARGET, select_features, validate_table
-from .splits import SPLITS, Fold, available_splits, make_folds
+from .splits import SPLITS, Fold, available_splits, make_folds, pair_folds, split_kind
 
 RANK_P = 0.9
 
@@ -64,10 +64,13 @@ class Evaluation:
         scores: one row per (feature_set, split, model): ``n_features``, ``r2``, ``mae``,
             ``spearman``.
         predictions: ``{(feature_set, split, model): out-of-fold predictions}``.
-        best: the feature set with the highest leave-one-pruner-out R^2 (random K-fold when
-            the table has one pruner), for the default model.
+        best: the feature set analysed in depth (see :func:`evaluate`'s ``main``).
         importance: permutation importance of ``best`` (MAE increase in points, mean and sd).
         ranking: per held-out pruner and context: Kendall tau, RBO, ranks of the held-out pruner.
+        pairs: per (held-out architecture, held-out pruner): the pruner's predicted and actual
+            rank among the pruners on that architecture (:func:`pair_ranks`).
+        pair_ranking: Kendall tau / RBO per context with every (architecture, pruner) pair
+            predicted by the model that saw neither.
         skipped: ``{feature_set: reason}`` for the sets absent from the table.
     """
 
@@ -78,6 +81,8 @@ class Evaluation:
     model: str
     importance: pd.DataFrame | None = None
     ranking: pd.DataFrame | None = None
+    pairs: pd.DataFrame | None = None
+    pair_ranking: pd.DataFrame | None = None
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -91,14 +96,20 @@ def evaluate(
     random_state: int = 0,
     importance: bool = True,
     ranking: bool = True,
+    pairs: bool = True,
+    main: str | None = "agnostic",
     progress: bool | None = None,
 ) -> Evaluation:
     """Compare feature sets and models under each split; see the module docstring.
 
-    The first of ``models`` is the default model used for the best set, importance and ranking.
+    The first of ``models`` is the default model used for the best set, importance and ranking;
+    ``best`` is the feature set ``main`` (the one the shipped predictor uses) when the table has
+    it, else the one with the highest leave-one-architecture-out R^2 (leave one pruner out when
+    the table has one architecture); importance, ranking and ``pairs`` (the (held-out
+    architecture x held-out pruner) ranks of :func:`pair_ranks`, >= 2 architectures) use it.
     """
     table = validate_table(table).reset_index(drop=True)
-    kinds = available_splits(table, tuple(splits))
+    kinds = available_splits(table, tuple(map(split_kind, splits)))
     folds = {k: make_folds(table, k, n_splits=n_splits, random_state=random_state)
              for k in kinds}
     y = table[TARGET].to_numpy(dtype=float)
@@ -120,11 +131,11 @@ def evaluate(
     scores = pd.DataFrame(rows, columns=["feature_set", "split", "model", "n_features", "r2",
                                          "mae", "spearman"])
     default_model = models[0]
-    best = _best_set(scores, default_model)
+    best = main if main in usable else _best_set(scores, default_model)
     ev = Evaluation(table=table, scores=scores, predictions=preds, best=best,
                     model=default_model, skipped=skipped)
     if best is not None and importance:
-        kind = "lopo" if "lopo" in kinds else kinds[0]
+        kind = next((k for k in ("loao", "lopo") if k in kinds), kinds[0])
         ev.importance = permutation_importance_cv(
             AccuracyDropRegressor(groups=feature_sets[best], model=default_model,
                                   random_state=random_state),
@@ -134,7 +145,55 @@ def evaluate(
             table, lambda: AccuracyDropRegressor(groups=feature_sets[best], model=default_model,
                                                  random_state=random_state),
             progress=progress)
+    if best is not None and pairs and table["model"].nunique() >= 2 \
+            and table["pruner"].nunique() >= 2:
+        ev.pairs, ev.pair_ranking = pair_ranks(
+            table, lambda: AccuracyDropRegressor(groups=feature_sets[best], model=default_model,
+                                                 random_state=random_state),
+            progress=progress)
     return ev
+
+
+def pair_ranks(table: pd.DataFrame, make_estimator: Callable[[], AccuracyDropRegressor], *,
+               p: float = RANK_P, progress: bool | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The held-out pruner's rank on a held-out architecture, for every (architecture, pruner).
+
+    For each pair ``(A, P)`` (:func:`paizoo.regression.splits.pair_folds`) the regressor is fit
+    on the rows of neither ``A`` nor ``P`` and predicts every row of ``A``; the pruners on ``A``
+    are ranked by their drop averaged over seeds and over the sparsities every pruner on ``A``
+    has (what ``paizoo rank`` prints), by prediction and by the actual drops.
+
+    Returns:
+        ``pairs``: one row per pair: ``model``, ``pruner``, ``n_pruners``, ``predicted_rank``,
+        ``actual_rank``, ``abs_error``; ``ranking``: Kendall tau / RBO per context (as in
+        :func:`ranking_rows`) of the cross-fitted predictions, where each row was predicted by
+        the model that saw neither its architecture nor its pruner.
+    """
+    table = table.reset_index(drop=True)
+    y = table[TARGET].to_numpy(dtype=float)
+    model = table["model"].astype(str).to_numpy()
+    crossfit = np.full(len(table), np.nan)
+    rows: list[dict[str, object]] = []
+    for fold in tqdm(pair_folds(table), desc="arch x pruner", disable=_quiet(progress)):
+        arch, pruner = fold.label.split(" x ", 1)
+        on_arch = np.flatnonzero(model == arch)
+        est = make_estimator().fit(table.iloc[fold.train], y[fold.train])
+        pred = np.full(len(table), np.nan)
+        pred[on_arch] = est.predict(table.iloc[on_arch])
+        crossfit[fold.test] = pred[fold.test]
+        sub = table.iloc[on_arch]
+        for r in ranking_rows(sub, pred[on_arch], pruner, p):
+            if r.get("sparsity") == "mean" and "predicted_rank" in r:
+                rows.append({"model": arch, "pruner": pruner, "n_pruners": r["n_pruners"],
+                             "predicted_rank": r["predicted_rank"],
+                             "actual_rank": r["actual_rank"],
+                             "abs_error": abs(int(r["predicted_rank"])  # type: ignore[call-overload]
+                                              - int(r["actual_rank"]))})  # type: ignore[call-overload]
+    ok = np.isfinite(crossfit)
+    ranking = pd.DataFrame(ranking_rows(table[ok].reset_index(drop=True), crossfit[ok],
+                                        "(all unseen, new architecture)", p))
+    return pd.DataFrame(rows), ranking
 
 
 def _quiet(progress: bool | None) -> bool | None:
@@ -145,7 +204,8 @@ def _best_set(scores: pd.DataFrame, model: str) -> str | None:
     sub = scores[scores["model"] == model]
     if sub.empty:
         return None
-    split = "lopo" if (sub["split"] == "lopo").any() else sub["split"].iloc[0]
+    split = next((k for k in ("loao", "lopo") if (sub["split"] == k).any()),
+                 sub["split"].iloc[0])
     sub = sub[sub["split"] == split].sort_values(["r2", "n_features"], ascending=[False, True])
     return str(sub["feature_set"].iloc[0])
 

@@ -55,20 +55,32 @@ class Predictor:
     def predict(self, table: Any) -> Any:
         return self.estimator.predict(table)
 
-    def describe(self) -> str:
-        """Two or three lines: the training data and the validated error (range of validity)."""
+    def describe(self, splits: Sequence[str] | None = None) -> str:
+        """The validity domain (training data) and the validated error of ``splits`` (split
+        labels such as ``"leave one architecture out"``; default: all recorded)."""
         on = self.info.get("trained_on", {})
         lines = []
         if on:
             sp = on.get("sparsity_range", [None, None])
+            shapes = on.get("input_shapes") or {}
+            data = ", ".join(
+                f"{d}" + (f" ({'x'.join(map(str, shapes[d]))})" if shapes.get(d) else "")
+                for d in on.get("datasets", [])) or "?"
             lines.append(
-                f"predictor trained on {on.get('rows', '?')} runs of "
-                f"{', '.join(on.get('datasets', [])) or '?'} "
-                f"(models {', '.join(on.get('models', [])) or '?'}; "
-                f"pruners {', '.join(on.get('pruners', [])) or '?'}; "
-                f"sparsity {_fmt(sp[0])}..{_fmt(sp[1])}) from {on.get('table', '?')}")
+                f"validity domain: {on.get('rows', '?')} runs"
+                + (f" ({on['date']})" if on.get("date") else "") + f" on {data}; "
+                f"{len(on.get('models', []))} architectures ({', '.join(on.get('models', []))})"
+                + (f" in {len(on['families'])} families ({', '.join(on['families'])})"
+                   if on.get("families") else "")
+                + f"; {len(on.get('pruners', []))} pruners; "
+                f"sparsity {_fmt(sp[0])}..{_fmt(sp[1])}"
+                + (f"; from {on['table']}" if on.get("table") else ""))
+            if on.get("note"):
+                lines.append(f"domain note: {on['note']}")
         val = self.info.get("validation", {})
         for split, scores in val.items():
+            if splits is not None and split not in splits:
+                continue
             lines.append(
                 f"validated ({split}): MAE {scores.get('mae', float('nan')):.2f} points, "
                 f"R^2 {scores.get('r2', float('nan')):.3f}, "
@@ -120,7 +132,7 @@ def load_predictor(path: str | os.PathLike | None = None,
 
         raise PredictorFileError(
             f"this paizoo has no default predictor ({path} is missing); build it from the "
-            f"Fashion-MNIST metrics table with `{RETRAIN_COMMAND}`, or pass --predictor FILE")
+            f"Fashion-MNIST metrics tables with `{RETRAIN_COMMAND}`, or pass --predictor FILE")
     if not path.is_file():
         raise PredictorFileError(f"no predictor file at {path}; train one with `paizoo regress "
                                  "train --table TABLE.csv --out FILE.skops`")

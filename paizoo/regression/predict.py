@@ -4,6 +4,14 @@
 (and seed), computes the metrics the predictor was fit on (:func:`paizoo.metrics.compute`, only
 the groups it needs), predicts the accuracy drop of each mask and ranks the pruners by their
 predicted drop averaged over the sparsities (lower is better). Nothing is trained.
+
+Every predicted drop gets an interval (:mod:`paizoo.regression.conformal`) calibrated on the
+out-of-fold residuals of the split that matches the request: leave one pruner out when the model
+is one of the predictor's training architectures, leave one architecture out otherwise. The
+interval of a pruner's mean over sparsities is the mean of its per-sparsity bounds; pruners
+whose mean intervals overlap are reported as tied. The per-mask intervals have the stated
+coverage; the mean's interval has it when a pruner's errors at its sparsities are equal (they
+are strongly correlated in practice), not in general.
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ from ..diagnostics import OffTargetWarning
 from ..masks import LayerCollapseWarning, Mask
 from ..pruners.registry import allowing_off_target
 from ..sparsity import off_target
+from .agnostic import agnostic_features, is_agnostic_column, layout_of
 from .build import config_label
+from .conformal import DEFAULT_COVERAGE, Calibration, overlapping
 from .errors import RegressionError
 from .persistence import Predictor
 from .ranking import ranked
 from .schema import finite_metrics
+from .splits import SPLITS
 
 MetricsFn = Callable[[nn.Module, Mask, tuple[int, ...], "list[str] | None"], Mapping[str, float]]
 ModelFactory = Callable[[int], nn.Module]
@@ -60,21 +71,77 @@ class RankResult:
     predictor: Predictor
     title: str = ""
     notes: list[str] = field(default_factory=list)
+    split: str = ""
+    coverage: float | None = None
 
     def format(self) -> str:
-        """The ranking as a plain-text table with the predictor's provenance and caveats."""
+        """The ranking as a plain-text table with intervals, ties, the error of the split that
+        applies, the predictor's validity domain and caveats."""
         sp_cols = [c for c in self.ranking.columns if c.startswith("s=")]
         name_w = max([len("pruner"), *(len(str(p)) for p in self.ranking["pruner"])])
+        has_iv = "low" in self.ranking.columns
         head = (f"{'rank':>4}  {'pruner':<{name_w}}  "
-                + "  ".join(f"{c:>9}" for c in sp_cols) + f"  {'mean':>9}")
-        lines = [self.title, "", "predicted accuracy drop in points (lower is better):", head,
-                 "-" * len(head)]
+                + "  ".join(f"{c:>9}" for c in sp_cols) + f"  {'mean':>9}"
+                + (f"  {'interval':>17}  tied with" if has_iv else ""))
+        what = "predicted accuracy drop in points (lower is better)"
+        if has_iv:
+            what += (f"; interval: {self.coverage:.0%} split-conformal interval of the mean, "
+                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals; pruners "
+                     "whose intervals overlap are tied (their order is not known)")
+        lines = [self.title, "", what + ":", head, "-" * len(head)]
         for r in self.ranking.to_dict("records"):
             vals = "  ".join(f"{r[c]:>9.2f}" for c in sp_cols)
-            lines.append(f"{r['rank']:>4}  {r['pruner']:<{name_w}}  {vals}  {r['mean']:>9.2f}")
-        lines += ["", self.predictor.describe()]
+            line = f"{r['rank']:>4}  {r['pruner']:<{name_w}}  {vals}  {r['mean']:>9.2f}"
+            if has_iv:
+                iv = f"[{r['low']:.1f}, {r['high']:.1f}]"
+                line += f"  {iv:>17}  {r['tied_with'] or '-'}"
+            lines.append(line)
+        label = SPLITS.get(self.split, self.split)
+        lines += ["", f"error that applies ({label}"
+                  + (", the model is in the training data)" if self.split == "lopo"
+                     else ", the model is in no training table)") + ":"]
+        lines += [self.predictor.describe(splits=[label]) if label else
+                  self.predictor.describe()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _pruner_defaults(name: str) -> dict[str, Any]:
+    """The keyword defaults of pruner ``name``'s constructor (``{}`` if it cannot be read)."""
+    import inspect
+
+    from ..pruners import get_pruner_class
+
+    try:
+        sig = inspect.signature(get_pruner_class(name).__init__)
+    except Exception:  # an unknown or odd pruner: compare the labels as written
+        return {}
+    return {k: p.default for k, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def same_pruner(a: str, b: str) -> bool:
+    """Whether pruner labels ``a`` and ``b`` (``name{config}``) name the same setting once the
+    pruner's default options are filled in (``random`` is ``random{"distribution":"uniform"}``)."""
+    from .agnostic import parse_label
+
+    (na, ca), (nb, cb) = parse_label(a), parse_label(b)
+    if na != nb:
+        return False
+    if ca == cb:
+        return True
+    defaults = _pruner_defaults(na)
+    return all(ca.get(k, defaults.get(k, _MISSING)) == cb.get(k, defaults.get(k, _MISSING))
+               for k in set(ca) | set(cb))
+
+
+_MISSING = object()
+
+
+def applicable_split(predictor: Predictor, model: str) -> str:
+    """``"lopo"`` when ``model`` is one of the predictor's training architectures, else
+    ``"loao"`` (the error of a model never seen)."""
+    return "lopo" if model in predictor.info.get("trained_on", {}).get("models", []) else "loao"
 
 
 def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
@@ -88,9 +155,8 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
         notes.append(f"dataset {dataset!r} is not in the predictor's training data "
                      f"({', '.join(on['datasets'])}); predictions extrapolate")
     if on.get("models") and model not in on["models"]:
-        notes.append(f"model {model!r} is not in the predictor's training data "
-                     f"({', '.join(on['models'])}); predictions extrapolate "
-                     "(see the leave-one-model-out error in leaderboards/regression.md)")
+        notes.append(f"model {model!r} is in no training table: the leave-one-architecture-out "
+                     "error and intervals apply")
     lo, hi = on.get("sparsity_range", [None, None])
     if lo is not None:
         out = [s for s in sparsities if s < lo - 1e-9 or s > hi + 1e-9]
@@ -100,14 +166,16 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
                    else "predictions extrapolate")
             notes.append(f"sparsities {', '.join(f'{s:g}' for s in out)} lie outside the trained "
                          f"range {lo:g}..{hi:g}; {how}")
-    lopo = predictor.info.get("validation", {}).get("leave one pruner out", {})
-    if lopo and not lopo.get("r2", 0.0) >= 0.5:
-        notes.append(f"the predictor's leave-one-pruner-out R^2 is {lopo.get('r2', math.nan):.2f}: "
-                     "rankings of unseen pruners by it are unreliable")
-    unseen = [p for p in pruners if on.get("pruners") and p not in on["pruners"]]
+    label = SPLITS[applicable_split(predictor, model)]
+    val = predictor.info.get("validation", {}).get(label, {})
+    if val and not val.get("r2", 0.0) >= 0.5:
+        notes.append(f"the predictor's {label} R^2 is {val.get('r2', math.nan):.2f}: rankings "
+                     "by it are unreliable")
+    trained = on.get("pruners") or []
+    unseen = [p for p in pruners if trained and not any(same_pruner(p, t) for t in trained)]
     if unseen:
-        notes.append(f"pruners not in the training data: {', '.join(unseen)} (the use case; the "
-                     "leave-one-pruner-out error above applies to them)")
+        notes.append(f"pruners not in the training data: {', '.join(unseen)} (predicted as "
+                     "unseen pruners; see the leave-one-pruner-out error)")
     return notes
 
 
@@ -127,6 +195,7 @@ def rank_pruners(
     pruner_options: Mapping[str, Mapping[str, Any]] | None = None,
     metrics_fn: MetricsFn | None = None,
     allow_missing: bool = False,
+    coverage: float = DEFAULT_COVERAGE,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
 ) -> RankResult:
@@ -145,6 +214,11 @@ def rank_pruners(
         metrics_fn: ``fn(model, mask, input_shape, groups) -> {name: value}``; default
             :func:`paizoo.metrics.compute`.
         allow_missing: predict even if some of the predictor's columns are not produced (NaN).
+            Implied for a model in no training table (its per-layer columns cannot exist; a
+            note counts them).
+        coverage: the coverage of the intervals (:mod:`paizoo.regression.conformal`),
+            calibrated on the out-of-fold residuals of the split that applies: leave one pruner
+            out for a model of the training data, leave one architecture out otherwise.
     """
     from ..api import prune
     from ..pruners import get_pruner_class
@@ -186,8 +260,11 @@ def rank_pruners(
         return net.to(device)
 
     est = predictor.estimator
-    if allow_missing and not est.allow_missing:
+    split = applicable_split(predictor, model_name)
+    if (allow_missing or split != "lopo") and not est.allow_missing:
         est = copy.copy(est).set_params(allow_missing=True)  # fitted state shared, not mutated
+    needs_agnostic = any(is_agnostic_column(c) for c in est.feature_names_in_)
+    layout = None
     groups = est.metrics_groups_ or None
     if metrics_fn is paizoo_metrics and groups:
         from .. import metrics
@@ -218,6 +295,8 @@ def rank_pruners(
             else:
                 raise RegressionError(f"pruner {pruner!r} is data-driven: give dataset= or data=")
         net = build(seed)
+        if layout is None and needs_agnostic:
+            layout = layout_of(net, input_shape)
         opts = dict((pruner_options or {}).get(pruner, {}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LayerCollapseWarning)  # reported in the notes
@@ -232,13 +311,20 @@ def rank_pruners(
             collapse_notes.append(f"layer collapse: {pruner} at sparsity {sparsity:g} (seed "
                                   f"{seed}) keeps no weight in {', '.join(collapsed)}")
         values = finite_metrics(metrics_fn(net, mask, input_shape, groups))  # as in build
+        if layout is not None:
+            values = {**values, **finite_metrics(agnostic_features(values, layout))}
         rows.append({"dataset": dataset or "", "model": model_name,
                      "pruner": config_label(pruner, opts),
                      "sparsity": float(sparsity), "seed": int(seed), **values})
         if len(rows) == 1:
             est.feature_matrix(pd.DataFrame(rows))  # missing columns fail now, not at the end
     table = pd.DataFrame(rows)
+    missing = [c for c in est.feature_names_in_ if c not in table.columns]
     table["predicted_drop"] = est.predict(table)
+    cal_info = predictor.info.get("calibration", {}).get(split)
+    cal = Calibration.from_dict(cal_info).at(coverage) if cal_info else None
+    if cal is not None:
+        table["predicted_low"], table["predicted_high"] = cal.interval(table["predicted_drop"])
     ranking = _ranking(table, labels, sparsities)
     title = (f"paizoo rank: {model_name}"
              + (f" on {dataset}" if dataset else f", input {'x'.join(map(str, input_shape))}")
@@ -247,7 +333,16 @@ def rank_pruners(
              + f", seed(s) {', '.join(map(str, seeds))} - predicted, nothing trained")
     notes = validity_notes(predictor, dataset=dataset, model=model_name,
                            sparsities=sparsities, pruners=labels) + collapse_notes
-    return RankResult(rows=table, ranking=ranking, predictor=predictor, title=title, notes=notes)
+    if missing:
+        notes.append(f"{len(missing)} of the predictor's {len(est.feature_names_in_)} feature "
+                     f"columns are not defined for this model (e.g. {', '.join(missing[:3])}) "
+                     "and are treated as missing; a predictor on agnostic features "
+                     "(`paizoo regress train --groups agnostic`) has none")
+    if cal is None:
+        notes.append(f"the predictor records no {SPLITS[split]} calibration: no intervals "
+                     "(retrain it with this paizoo)")
+    return RankResult(rows=table, ranking=ranking, predictor=predictor, title=title, notes=notes,
+                      split=split, coverage=coverage if cal is not None else None)
 
 
 def _quiet(progress: bool | None) -> bool | None:
@@ -262,7 +357,18 @@ def _ranking(table: pd.DataFrame, pruners: Sequence[str],
     for s in sparsities:
         out[f"s={s:g}"] = out["pruner"].map(wide[float(s)]).astype(float)
     out["mean"] = out[[f"s={s:g}" for s in sparsities]].mean(axis=1)
+    if "predicted_low" in table.columns:
+        # the interval of the mean over sparsities: the mean of the per-sparsity bounds (exact
+        # when a pruner's errors at its sparsities are equal; see the module docstring)
+        for col, src in (("low", "predicted_low"), ("high", "predicted_high")):
+            w = table.pivot_table(index="pruner", columns="sparsity", values=src,
+                                  aggfunc="mean")
+            out[col] = pd.DataFrame({s: out["pruner"].map(w[float(s)]) for s in sparsities}
+                                    ).mean(axis=1).astype(float)
     order = ranked(dict(zip(out["pruner"], out["mean"], strict=True)))
     out = out.set_index("pruner").loc[order].reset_index()
     out.insert(0, "rank", range(1, len(out) + 1))
+    if "low" in out.columns:
+        ties = overlapping(out["low"].to_numpy(), out["high"].to_numpy())
+        out["tied_with"] = [",".join(str(j + 1) for j in t) for t in ties]
     return out

@@ -33,13 +33,16 @@ def markdown_table(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, sep, *body])
 
 
-def scores_wide(ev: Evaluation, model: str | None = None) -> pd.DataFrame:
-    """Feature sets as rows, ``<split> R2 / MAE / rho`` as columns, for one model."""
+def scores_wide(ev: Evaluation, model: str | None = None,
+                splits: Sequence[str] | None = None) -> pd.DataFrame:
+    """Feature sets as rows, ``<split> R2 / MAE / rho`` as columns, for one model (``splits``:
+    these splits only, in this order)."""
     model = model or ev.model
     sub = ev.scores[ev.scores["model"] == model]
     out = sub.drop_duplicates("feature_set")[["feature_set", "n_features"]].reset_index(drop=True)
     out.columns = ["feature set", "features"]
-    for split in sub["split"].unique():
+    present = list(sub["split"].unique())
+    for split in [k for k in splits if k in present] if splits is not None else present:
         s = sub[sub["split"] == split].set_index("feature_set")
         label = SPLITS.get(split, split)
         out[f"{label}: R²"] = out["feature set"].map(s["r2"]).astype(float)
@@ -110,32 +113,170 @@ def plot_predictions(ev: Evaluation, path: str | os.PathLike,
     return path
 
 
+GOALS = {"loao_spearman": 0.9, "loao_r2": 0.8, "pair_rank_error": 1.0}
+LEAVE_OUT = ("loao", "lofo")
+WITHIN = ("lopo", "kfold")
+
+
+def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pruners as rows, held-out architectures as columns, cells ``predicted/actual`` rank (one
+    per training config of the architecture, joined by ``;``); a last row with each
+    architecture's mean absolute rank error."""
+    archs = sorted(pairs["model"].unique())
+    out = pd.DataFrame({"held-out pruner": sorted(pairs["pruner"].unique())})
+    for a in archs:
+        cells = {p: "; ".join(f"{int(r.predicted_rank)}/{int(r.actual_rank)}"
+                              for r in sub.itertuples())
+                 for p, sub in pairs[pairs["model"] == a].groupby("pruner")}
+        out[a] = [cells.get(p, "-") for p in out["held-out pruner"]]
+    err = {a: f"{pairs.loc[pairs['model'] == a, 'abs_error'].mean():.2f}" for a in archs}
+    out.loc[len(out)] = ["mean abs. rank error", *[err[a] for a in archs]]
+    return out
+
+
+def _unseen_rows(ev: Evaluation) -> pd.DataFrame:
+    rows = []
+    for name, table in (("every pruner unseen (leave one pruner out, architectures seen)",
+                         None if ev.ranking is None
+                         else ev.ranking[ev.ranking["held_out"] == "(all unseen)"]),
+                        ("every pruner and architecture unseen ((architecture x pruner) "
+                         "held out)", ev.pair_ranking)):
+        if table is None or not len(table):
+            continue
+        per = table[table["sparsity"] != "mean"]
+        mean = table[table["sparsity"] == "mean"]
+        rows.append({"predictions": name, "contexts": len(per),
+                     "τ per sparsity": per["kendall_tau"].mean(),
+                     "RBO per sparsity": per["rbo"].mean(),
+                     "τ mean ranking": mean["kendall_tau"].mean(),
+                     "RBO mean ranking": mean["rbo"].mean()})
+    return pd.DataFrame(rows)
+
+
+def per_architecture(ev: Evaluation) -> pd.DataFrame:
+    """Leave-one-architecture-out scores of the main set, per held-out architecture."""
+    key = (ev.best, "loao", ev.model)
+    if key not in ev.predictions:
+        return pd.DataFrame()
+    from .evaluate import regression_scores
+
+    t, pred = ev.table, ev.predictions[key]
+    rows = []
+    for model, idx in t.groupby("model").indices.items():
+        sc = regression_scores(t[TARGET].to_numpy(float)[idx], pred[idx])
+        rows.append({"held-out architecture": model,
+                     **({"family": t["family"].iloc[idx[0]]} if "family" in t.columns else {}),
+                     "runs": len(idx), "pruners": t["pruner"].iloc[idx].nunique(),
+                     "sparsities": t["sparsity"].iloc[idx].nunique(),
+                     "MAE": sc["mae"], "ρ": sc["spearman"]})
+    return pd.DataFrame(rows)
+
+
+def goals_text(ev: Evaluation) -> list[str]:
+    """One line per goal of issue #14, reached or not, from the default model's numbers."""
+    if ev.best is None:
+        return []
+    sc = ev.scores[(ev.scores["model"] == ev.model) & (ev.scores["feature_set"] == ev.best)]
+    loao = sc[sc["split"] == "loao"]
+    out = []
+    if len(loao):
+        r = loao.iloc[0]
+        rho_ok = r["spearman"] >= GOALS["loao_spearman"]
+        r2_ok = r["r2"] >= GOALS["loao_r2"]
+        out.append(f"- leave-one-architecture-out Spearman ρ {r['spearman']:.3f} (goal >= "
+                   f"{GOALS['loao_spearman']}: {'reached' if rho_ok else 'not reached'}); "
+                   f"R² {r['r2']:.3f} (goal >= {GOALS['loao_r2']}: "
+                   f"{'reached' if r2_ok else 'not reached'})")
+    if ev.pairs is not None and len(ev.pairs):
+        e = ev.pairs["abs_error"].mean()
+        out.append(f"- held-out pruner on a held-out architecture: mean absolute rank error "
+                   f"{e:.2f} over {len(ev.pairs)} pairs (goal <= {GOALS['pair_rank_error']:g}: "
+                   f"{'reached' if e <= GOALS['pair_rank_error'] else 'not reached'})")
+    return out
+
+
 def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os.PathLike | None,
                  source: str = "", command: str = "", top_features: int = 15,
-                 extra_models: Sequence[str] = ()) -> Path:
-    """Write the Markdown report (and the plot, when ``plot_path`` is given)."""
+                 extra_models: Sequence[str] = (), preamble: Sequence[str] = ()) -> Path:
+    """Write the Markdown report (and the plot, when ``plot_path`` is given). ``preamble``:
+    paragraphs put after the data summary (e.g. how thin the corpus is)."""
     t = ev.table
-    lines = ["# Predicting the accuracy drop of a mask from its metrics", ""]
+    lines = ["# Predicting the accuracy drop of a mask from its metrics, on architectures never "
+             "seen", ""]
     if command:
         lines += [f"Produced by `{command}`" + (f" from `{source}`." if source else "."), ""]
+    fams = (f" in {t['family'].nunique()} families ({', '.join(sorted(t['family'].unique()))})"
+            if "family" in t.columns else "")
+    per_model = t.groupby("model").size()
     lines += [
         f"{len(t)} pruned runs: datasets {', '.join(sorted(t['dataset'].unique()))}; "
-        f"models {', '.join(sorted(t['model'].unique()))}; "
+        f"{t['model'].nunique()} architectures{fams}: "
+        + ", ".join(f"{m} ({n})" for m, n in per_model.items()) + "; "
         f"{t['pruner'].nunique()} pruners ({', '.join(sorted(t['pruner'].unique()))}); "
         f"sparsities {', '.join(f'{s:g}' for s in sorted(t['sparsity'].unique()))}; "
         f"{t['seed'].nunique()} seed(s). Target: accuracy drop = dense test accuracy - pruned "
         "test accuracy (points), "
         f"mean {t[TARGET].mean():.2f}, sd {t[TARGET].std():.2f}, "
         f"range {t[TARGET].min():.2f}..{t[TARGET].max():.2f}.", "",
+        *[para + "\n" for para in preamble],
         "Feature columns per group: " + ", ".join(
-            f"{g} {len(c)}" for g, c in groups_present(t.columns).items()) + ".", "",
-        "## Feature sets", "",
+            f"{g} {len(c)}" for g, c in groups_present(t.columns).items()) + ". Feature sets: "
+        "*global density* (one column); *per-layer (named)*: paizoo.metrics' raw columns, "
+        "per-layer ones named after the layer (NaN on architectures without that layer); "
+        "*agnostic*: profiles of per-layer metrics over normalised depth, size-free "
+        "network-level values and `arch.*` descriptors (paizoo.regression.agnostic; "
+        "definitions of every column in the table's `.features.json`); *agnostic (mask only)*: "
+        "the same without the `arch.*` descriptors.", "",
+        "## Leave one architecture out, leave one family out", "",
         f"Model: {ev.model}. Scores on pooled out-of-fold predictions: R², mean absolute error "
-        "in points, Spearman ρ. Random K-fold mixes seeds and sparsities of one pruner across "
-        "folds (interpolation); leave-one-pruner-out asks whether a pruner never seen can be "
-        "predicted; leave-one-model-out the same for an architecture.", "",
-        markdown_table(scores_wide(ev)), "",
+        "in points, Spearman ρ. Leave one architecture out: each fold holds out every run of "
+        "one architecture (model label); leave one family out: of one architecture family.",
+        "",
     ]
+    lead = scores_wide(ev, splits=LEAVE_OUT)
+    if lead.shape[1] > 2:
+        lines += [markdown_table(lead), ""]
+    else:
+        lines += ["The table has a single architecture: no leave-one-architecture-out scores.",
+                  ""]
+    lines += [*goals_text(ev), ""]
+    per = per_architecture(ev)
+    if len(per):
+        lines += [f"Per held-out architecture ({ev.best}, leave one architecture out; ρ within "
+                  "one architecture's runs, n/a when its predictions do not vary):", "",
+                  markdown_table(per), ""]
+    if ev.pairs is not None and len(ev.pairs):
+        lines += [
+            "## Held-out pruner on a held-out architecture", "",
+            f"For each (architecture A, pruner P), the regressor ({ev.best}, {ev.model}) is fit "
+            "on the runs of neither A nor P and ranks the pruners on A by predicted drop "
+            "(mean over seeds and the sparsities every pruner on A has); cells: P's predicted/"
+            "actual rank among the pruners on A (one per training config, `;`-separated, when "
+            f"A was trained with several recipes). Mean absolute rank error over all "
+            f"{len(ev.pairs)} (pair, config) cells: **{ev.pairs['abs_error'].mean():.2f}** "
+            "(exact rank in "
+            f"{(ev.pairs['abs_error'] == 0).mean():.0%} of the pairs, within one in "
+            f"{(ev.pairs['abs_error'] <= 1).mean():.0%}).", "",
+            markdown_table(_pairs_table(ev.pairs)), ""]
+    unseen = _unseen_rows(ev)
+    if len(unseen):
+        lines += [
+            "## Rankings with every pruner unseen", "",
+            "Kendall τ-b and rank-biased overlap (RBO_ext, Webber et al. 2010, "
+            f"p={RANK_P}) between the ranking of the pruners by predicted and by actual drop, "
+            "where every pruner's runs are predicted by a model that did not see that pruner "
+            "(cross-fitted). Per sparsity: mean over the (dataset, model, sparsity) contexts; "
+            "mean ranking: pruners ranked by their drop averaged over sparsities (what `paizoo "
+            "rank` prints), mean over (dataset, model).", "",
+            markdown_table(unseen), ""]
+    within = scores_wide(ev, splits=WITHIN)
+    if within.shape[1] > 2:
+        lines += ["## Within the training architectures: leave one pruner out, random K-fold",
+                  "",
+                  "Random K-fold mixes seeds and sparsities of one pruner across folds "
+                  "(interpolation); leave-one-pruner-out asks whether a pruner never seen can "
+                  "be predicted on architectures that were seen.", "",
+                  markdown_table(within), ""]
     if ev.skipped:
         lines += ["Not in this table: " + "; ".join(f"{k} ({v})" for k, v in ev.skipped.items())
                   + ".", ""]
@@ -143,40 +284,30 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         if model != ev.model and (ev.scores["model"] == model).any():
             lines += [f"### Model: {model}", "", markdown_table(scores_wide(ev, model)), ""]
     if ev.best is not None:
-        lines += [f"Best feature set (highest leave-one-pruner-out R²): **{ev.best}**.", ""]
+        lines += [f"Feature set analysed below and in the rank tables above: **{ev.best}**.",
+                  ""]
     if plot_path is not None and ev.best is not None:
         p = plot_predictions(ev, plot_path)
         rel = os.path.relpath(p, Path(path).parent)
         lines += [f"![predicted vs actual accuracy drop]({rel})", ""]
     if ev.importance is not None and len(ev.importance):
+        kind = "leave one architecture out" if (ev.scores["split"] == "loao").any() \
+            else "leave one pruner out"
         lines += ["## Permutation feature importance", "",
-                  f"{ev.best}, held-out folds of leave-one-pruner-out: increase of the MAE "
+                  f"{ev.best}, held-out folds of {kind}: increase of the MAE "
                   "(points) when one feature is shuffled (mean and sd over 5 repeats, weighted "
                   f"over folds). Top {top_features}:", "",
                   markdown_table(ev.importance.head(top_features)), ""]
     if ev.ranking is not None and len(ev.ranking):
         summary = ranking_summary(ev.ranking)
         lines += [
-            "## Ranking pruners without training", "",
+            "## Ranking one unseen pruner on the training architectures", "",
             f"For each pruner, the regressor ({ev.best}, {ev.model}) is fit without that "
-            "pruner's runs and ranks all pruners by predicted drop (mean over seeds); the "
-            "ranking is compared with the one from the actual leaderboard accuracies by "
-            f"Kendall τ-b and rank-biased overlap (RBO_ext, Webber et al. 2010, p={RANK_P}). "
-            "Per sparsity: mean over the (dataset, model, sparsity) contexts; mean ranking: the "
-            "pruners ranked by their drop averaged over sparsities (what `paizoo rank` "
-            "prints), with the held-out pruner's predicted/actual rank (one value per (dataset, "
-            "model), in sorted order). "
+            "pruner's runs and ranks all pruners (the others seen) by predicted drop; per "
+            "sparsity and mean ranking as above, with the held-out pruner's predicted/actual "
+            "rank (one value per (dataset, model), in sorted order; '-' where it has no runs). "
             "`(all unseen)`: every pruner predicted by the model that did not see it.", "",
             markdown_table(summary), "",
-        ]
-        held = summary[summary["held_out"] != "(all unseen)"]
-        lines += [
-            f"Mean over the {len(held)} held-out pruners: τ per sparsity "
-            f"{held['tau_per_sparsity'].mean():.3f}, RBO per sparsity "
-            f"{held['rbo_per_sparsity'].mean():.3f}"
-            + (f"; mean ranking τ {held['tau_mean_ranking'].mean():.3f}, RBO "
-               f"{held['rbo_mean_ranking'].mean():.3f}" if "tau_mean_ranking" in held else "")
-            + ".", "",
         ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

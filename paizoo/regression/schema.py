@@ -13,6 +13,8 @@ sparsity           id, num   fraction of prunable weights removed, ``0 <= s < 1`
 seed               id, int   the run's seed
 config             optional  a key of the training configuration (runs are only compared
                              with the dense run of the same config)
+family             optional  the model's architecture family (``mlp``, ``cnn``, ``cnn-bn``,
+                             ``resnet``, ``mobilenet``, ...): leave-one-family-out validation
 accuracy_drop      target    dense test accuracy minus the pruned run's test accuracy, in
                              percentage points (positive = the pruned net is worse)
 accuracy,          info      optional: the run's and the dense reference's test accuracy (points)
@@ -21,6 +23,13 @@ run_key, ...
 <group>.<name>     feature   numeric metric columns, e.g. ``density.global``,
                              ``density.layer.conv1.weight``, ``mge.*``, ``ramanujan.*``, ...
 =================  ========  =================================================================
+
+Two kinds of feature columns (:data:`FEATURE_SWITCHES`): **per-layer** (named) columns are
+paizoo.metrics' raw values, some named after a layer (``density.fc1.weight``), useful within one
+architecture; **agnostic** columns (:mod:`paizoo.regression.agnostic`: profiles over normalised
+depth ``<family>@<stat>``, size-free network-level values, ``arch.*`` descriptors) exist for every
+architecture. :func:`paizoo.regression.agnostic.feature_definitions` defines every column
+(``paizoo regress build`` writes the definitions next to the table, ``<table>.features.json``).
 
 Every column that is not an identifier, the target or an info column (:data:`NON_FEATURE_COLUMNS`)
 is a feature and must be numeric (NaN allowed: a per-layer column is NaN for the models that do
@@ -43,10 +52,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .agnostic import STAT_SEP, is_agnostic_column
 from .errors import TableError
 
 IDENTIFIERS: tuple[str, ...] = ("dataset", "model", "pruner", "sparsity", "seed")
-OPTIONAL_IDENTIFIERS: tuple[str, ...] = ("config",)
+OPTIONAL_IDENTIFIERS: tuple[str, ...] = ("config", "family")
 TARGET = "accuracy_drop"
 #: columns carried along for reference, never used as features
 INFO_COLUMNS: tuple[str, ...] = (
@@ -103,6 +113,14 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
         "effective sparsity, paths and nodes (Vysogorets & Kempe 2023; Pham et al. 2023)"),
 }
 
+#: feature-set switches: ``agnostic`` (every column defined for any architecture) and
+#: ``per-layer`` (paizoo.metrics' raw columns, named after layers, for within-architecture use)
+FEATURE_SWITCHES: dict[str, str] = {
+    "agnostic": "architecture-agnostic columns (profiles over depth, size-free values, arch.*)",
+    "agnostic-mask": "the agnostic columns of the mask only (no arch.* descriptors)",
+    "per-layer": "raw paizoo.metrics columns, per-layer ones named after the layer",
+}
+
 #: shorthand names for several groups
 GROUP_ALIASES: dict[str, tuple[str, ...]] = {
     "density": ("density.global", "density.layer"),
@@ -112,11 +130,9 @@ GROUP_ALIASES: dict[str, tuple[str, ...]] = {
 #: the feature sets compared by ``paizoo regress eval`` (the issue's list), in report order
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "global density": ("density.global",),
-    "per-layer density": ("density.global", "density.layer"),
-    "BGE/Ramanujan": ("ramanujan",),
-    "MGE": ("mge",),
-    "MGE + density": ("mge", "density.global", "density.layer"),
-    "all": ("all",),
+    "per-layer (named)": ("per-layer",),
+    "agnostic (mask only)": ("agnostic-mask",),
+    "agnostic": ("agnostic",),
 }
 
 GroupSpec = str | Sequence[str] | None
@@ -156,6 +172,12 @@ def select_features(columns: Iterable[str], groups: GroupSpec = None) -> list[st
     for group in items:
         if group == "all":
             chosen.update(feats)
+        elif group == "agnostic":
+            chosen.update(c for c in feats if is_agnostic_column(c))
+        elif group == "agnostic-mask":
+            chosen.update(c for c in feats if is_agnostic_column(c) and not c.startswith("arch."))
+        elif group == "per-layer":
+            chosen.update(c for c in feats if not is_agnostic_column(c))
         elif group in FEATURE_GROUPS:
             chosen.update(c for c in feats if FEATURE_GROUPS[group].matches(c))
         elif any(ch in group for ch in "*?[") or "." in group:
@@ -164,6 +186,7 @@ def select_features(columns: Iterable[str], groups: GroupSpec = None) -> list[st
         else:
             raise TableError(
                 f"unknown feature group {group!r}; use one of {', '.join(FEATURE_GROUPS)}, "
+                f"{', '.join(FEATURE_SWITCHES)}, "
                 f"{', '.join(GROUP_ALIASES)}, 'all', or a glob pattern on column names such as "
                 "'mge.*'")
     out = [c for c in feats if c in chosen]
@@ -194,9 +217,11 @@ def metrics_groups_for(columns: Iterable[str]) -> list[str]:
     """The :func:`paizoo.metrics.compute` groups that produce ``columns`` (sorted, unique).
 
     paizoo.metrics names every metric ``"<group>.<metric>"``, so a column's group is the part
-    before its first dot.
+    before its first dot (of the part before ``@`` for profile columns); ``arch.*`` columns come
+    from the model, not from a metrics group.
     """
-    return sorted({str(c).split(".", 1)[0] for c in columns})
+    return sorted({str(c).split(STAT_SEP, 1)[0].split(".", 1)[0] for c in columns
+                   if not str(c).startswith("arch.")})
 
 
 def finite_metrics(values: Mapping[str, float]) -> dict[str, float]:
@@ -237,7 +262,7 @@ def validate_table(table: pd.DataFrame, *, require_target: bool = True) -> pd.Da
             "from your accuracies")
     out = table.copy()
     out.columns = [str(c) for c in out.columns]
-    for c in ("dataset", "model", "pruner"):
+    for c in ("dataset", "model", "pruner", *(["family"] if "family" in out.columns else [])):
         out[c] = out[c].astype(str)
     for c in ("sparsity", "seed"):
         if not pd.api.types.is_numeric_dtype(out[c]):
@@ -278,5 +303,6 @@ def load_table(path: str | Path, *, require_target: bool = True) -> pd.DataFrame
     if path.suffix == ".parquet":
         table = pd.read_parquet(path)
     else:
-        table = pd.read_csv(path, dtype={"dataset": str, "model": str, "pruner": str})
+        table = pd.read_csv(path, dtype={"dataset": str, "model": str, "pruner": str,
+                                         "family": str})
     return validate_table(table, require_target=require_target)

@@ -4,7 +4,12 @@
   other seeds fall on both sides, so this is the optimistic, interpolation split.
 * ``lopo`` (leave one pruner out): each fold holds out every row of one pruner, i.e. can the
   regressor predict a pruner it never saw?
-* ``lomo`` (leave one model out): each fold holds out every row of one model (architecture).
+* ``loao`` (leave one architecture out): each fold holds out every row of one model label
+  (``lomo``, leave one model out, is the same split under its old name);
+* ``lofo`` (leave one family out): each fold holds out every row of one architecture family
+  (the table's ``family`` column);
+* ``pair`` (:func:`pair_folds`): each fold holds out one (architecture, pruner) pair and trains
+  on the rows of neither that architecture nor that pruner.
 
 Each split is a list of :class:`Fold` (label, train row positions, test row positions) usable
 directly as ``cv=`` in scikit-learn (``cross_val_score(est, X, y, cv=[(f.train, f.test) ...])``).
@@ -23,9 +28,17 @@ from .errors import TableError
 SPLITS: dict[str, str] = {
     "kfold": "random K-fold",
     "lopo": "leave one pruner out",
-    "lomo": "leave one model out",
+    "loao": "leave one architecture out",
+    "lofo": "leave one family out",
 }
-GROUP_COLUMN = {"lopo": "pruner", "lomo": "model"}
+GROUP_COLUMN = {"lopo": "pruner", "loao": "model", "lofo": "family"}
+#: old split names still accepted
+ALIASES = {"lomo": "loao"}
+
+
+def split_kind(kind: str) -> str:
+    """``kind`` with old names (``lomo``) mapped to the current ones."""
+    return ALIASES.get(kind, kind)
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ def make_folds(table: pd.DataFrame, kind: str, *, n_splits: int = 5,
         TableError: an unknown split, fewer than 2 groups for a leave-one-out split, or fewer
             rows than folds.
     """
+    kind = split_kind(kind)
     if kind == "kfold":
         if len(table) < n_splits or n_splits < 2:
             raise TableError(f"random {n_splits}-fold needs at least {max(n_splits, 2)} rows, "
@@ -64,6 +78,9 @@ def make_folds(table: pd.DataFrame, kind: str, *, n_splits: int = 5,
                 for i, (tr, te) in enumerate(kf.split(np.zeros(len(table))))]
     if kind in GROUP_COLUMN:
         col = GROUP_COLUMN[kind]
+        if col not in table.columns:
+            raise TableError(f"{SPLITS[kind]} needs a {col!r} column; `paizoo regress build` "
+                             "writes it")
         n = table[col].nunique()
         if n < 2:
             raise TableError(f"{SPLITS[kind]} needs at least two distinct values of {col!r}, the "
@@ -75,8 +92,23 @@ def make_folds(table: pd.DataFrame, kind: str, *, n_splits: int = 5,
 def available_splits(table: pd.DataFrame, kinds: tuple[str, ...] = tuple(SPLITS)) -> list[str]:
     """The split kinds of ``kinds`` that ``table`` supports (e.g. no ``lomo`` with one model)."""
     out = []
-    for kind in kinds:
+    for kind in map(split_kind, kinds):
         col = GROUP_COLUMN.get(kind)
-        if col is None or table[col].nunique() >= 2:
-            out.append(kind)
+        if col is None or (col in table.columns and table[col].nunique() >= 2):
+            if kind not in out:
+                out.append(kind)
+    return out
+
+
+def pair_folds(table: pd.DataFrame) -> list[Fold]:
+    """One fold per (model, pruner) pair present: test = the pair's rows, train = the rows of
+    other models *and* other pruners (both unseen, as for a new pruner on a new network)."""
+    model = table["model"].astype(str).to_numpy()
+    pruner = table["pruner"].astype(str).to_numpy()
+    out = []
+    for m, p in sorted(set(zip(model.tolist(), pruner.tolist(), strict=True))):
+        test = np.flatnonzero((model == m) & (pruner == p))
+        train = np.flatnonzero((model != m) & (pruner != p))
+        if len(train):
+            out.append(Fold(f"{m} x {p}", train, test))
     return out

@@ -10,15 +10,17 @@ from typing import Any
 
 import pandas as pd
 
+from .conformal import DEFAULT_COVERAGE, calibrate
 from .estimator import AccuracyDropRegressor
 from .evaluate import cross_predict, regression_scores
 from .persistence import Predictor, save_predictor
 from .schema import TARGET, GroupSpec, as_group_list, validate_table
-from .splits import SPLITS, available_splits, make_folds
+from .splits import SPLITS, available_splits, make_folds, split_kind
 
 #: the command that retrains the shipped predictor (``paizoo/regression/predictors/``)
-RETRAIN_COMMAND = ("paizoo regress train --table leaderboards/fashion-mnist-metrics.csv "
-                   "--out paizoo/regression/predictors/default.skops")
+RETRAIN_COMMAND = ("paizoo regress train --table leaderboards/fashion-mnist-archs-metrics.csv "
+                   "--table leaderboards/fashion-mnist-metrics.csv "
+                   "--out paizoo/regression/predictors/default.skops --note NOTE")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -29,7 +31,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def describe_table(table: pd.DataFrame, path: str | os.PathLike | None = None) -> dict[str, Any]:
+def describe_table(table: pd.DataFrame,
+                   path: str | os.PathLike | Sequence[str | os.PathLike] | None = None
+                   ) -> dict[str, Any]:
     """What a predictor was trained on: sizes, datasets, models, pruners, sparsity range."""
     info: dict[str, Any] = {
         "rows": len(table),
@@ -40,11 +44,23 @@ def describe_table(table: pd.DataFrame, path: str | os.PathLike | None = None) -
         "accuracy_drop_range": [float(table[TARGET].min()), float(table[TARGET].max())],
         "seeds": int(table["seed"].nunique()),
     }
+    if "family" in table.columns:
+        info["families"] = sorted(map(str, table["family"].unique()))
+    shapes = {}
+    for ds in info["datasets"]:
+        try:
+            from ..data import dataset_info
+
+            shapes[ds] = list(dataset_info(ds).input_shape)
+        except Exception:  # a dataset paizoo does not know: shape unknown
+            shapes[ds] = None
+    info["input_shapes"] = shapes
     if "metrics_version" in table.columns:
         info["metrics_versions"] = sorted(map(str, table["metrics_version"].dropna().unique()))
     if path is not None:
-        info["table"] = str(path)
-        info["table_sha256"] = file_sha256(path)
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        info["table"] = ", ".join(map(str, paths))
+        info["table_sha256"] = ", ".join(file_sha256(p) for p in paths)
     return info
 
 
@@ -54,17 +70,23 @@ def train_predictor(
     groups: GroupSpec = "all",
     model: str = "hgb",
     random_state: int = 0,
-    table_path: str | os.PathLike | None = None,
+    table_path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     command: str = "",
-    validate: Sequence[str] = ("lopo", "kfold"),
+    validate: Sequence[str] = ("lopo", "loao", "lofo", "kfold"),
+    coverage: float = DEFAULT_COVERAGE,
+    note: str = "",
     out: str | os.PathLike | None = None,
 ) -> Predictor:
     """Fit an :class:`AccuracyDropRegressor` on all of ``table``, measure its error by
     cross-validation (``validate`` splits, pooled out-of-fold scores) and optionally save it.
 
-    The info records the training data (:func:`describe_table`), the validated R^2 / MAE /
-    Spearman per split, the groups, model and the retraining ``command``.
+    The info records the training data and validity domain (:func:`describe_table`, plus the
+    date and ``note``), the validated R^2 / MAE / Spearman per split, the interval calibration of
+    each split (:func:`paizoo.regression.conformal.calibrate` on its out-of-fold residuals, at
+    ``coverage``), the groups, model and the retraining ``command``.
     """
+    from datetime import datetime, timezone
+
     import sklearn
 
     from .. import __version__
@@ -73,12 +95,20 @@ def train_predictor(
     est = AccuracyDropRegressor(groups=as_group_list(groups), model=model,
                                 random_state=random_state)
     validation: dict[str, dict[str, float]] = {}
-    for kind in available_splits(table, tuple(validate)):
+    calibration: dict[str, dict[str, Any]] = {}
+    y = table[TARGET].to_numpy(float)
+    for kind in available_splits(table, tuple(map(split_kind, validate))):
         pred = cross_predict(est, table, make_folds(table, kind, random_state=random_state))
-        validation[SPLITS[kind]] = regression_scores(table[TARGET].to_numpy(float), pred)
+        validation[SPLITS[kind]] = regression_scores(y, pred)
+        calibration[kind] = calibrate(y, pred, split=kind, coverage=coverage).to_dict()
     est.fit(table)
+    trained_on = describe_table(table, table_path)
+    trained_on["date"] = datetime.now(timezone.utc).date().isoformat()
+    if note:
+        trained_on["note"] = note
     info = {
-        "trained_on": describe_table(table, table_path),
+        "trained_on": trained_on,
+        "calibration": calibration,
         "validation": validation,
         "groups": as_group_list(groups),
         "model": model,

@@ -1,0 +1,368 @@
+"""Architecture-agnostic features, split-conformal intervals and ranking on unseen architectures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from paizoo.regression import AccuracyDropRegressor, select_features
+from paizoo.regression.agnostic import (
+    Layout,
+    add_agnostic_columns,
+    agnostic_features,
+    feature_definitions,
+    is_agnostic_column,
+    layout_of,
+    parse_label,
+    profile_stats,
+    structural_family,
+)
+from paizoo.regression.conformal import (
+    Calibration,
+    calibrate,
+    conformal_quantile,
+    overlapping,
+)
+from paizoo.regression.predict import same_pruner
+from paizoo.regression.splits import make_folds, pair_folds
+
+
+# ---- tiny nets -------------------------------------------------------------------------------
+class Reversed(nn.Module):
+    """Registered fc_b before fc_a, but fc_a runs first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_b = nn.Linear(3, 2)
+        self.fc_a = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_b(torch.relu(self.fc_a(x.flatten(1))))
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x)))
+        h = h + self.dw(h)
+        return self.fc(h.flatten(1))
+
+
+def test_layout_order_and_descriptors_by_hand() -> None:
+    lay = layout_of(Reversed(), (1, 2, 2), dense_paths=False)
+    assert lay.params == ["fc_a.weight", "fc_b.weight"] and lay.order == "forward"
+    assert lay.shapes == [(3, 4), (2, 3)] and lay.kinds == ["linear", "linear"]
+    d = lay.descriptors()
+    assert d == {"arch.depth": 2.0, "arch.log10_params": pytest.approx(math.log10(18)),
+                 "arch.residual": 0.0, "arch.norm": 0.0, "arch.conv_share": 0.0,
+                 "arch.grouped_share": 0.0}
+    assert structural_family(lay) == "mlp"
+    lay = layout_of(Residual(), (1, 4, 4), dense_paths=False)
+    assert lay.params == ["conv.weight", "dw.weight", "fc.weight"]
+    n = {"conv": 4 * 1 * 9, "dw": 4 * 1 * 9, "fc": 2 * 64}
+    total = sum(n.values())
+    d = lay.descriptors()
+    assert d["arch.residual"] == 1.0 and d["arch.norm"] == 1.0
+    assert d["arch.conv_share"] == pytest.approx((n["conv"] + n["dw"]) / total)
+    assert d["arch.grouped_share"] == pytest.approx(n["dw"] / total)
+    assert structural_family(lay) == "resnet"
+
+
+def test_dense_paths_by_hand() -> None:
+    # Linear 4->3->2 dense: 4 * 3 * 2 = 24 input-output paths
+    lay = layout_of(Reversed(), (1, 2, 2))
+    assert lay.dense_paths_log10 == pytest.approx(math.log10(24))
+
+
+def test_profile_stats_by_hand() -> None:
+    v = np.array([0.5, 0.2, 0.8])
+    w = np.array([10.0, 30.0, 60.0])
+    s = profile_stats(v, w, bottleneck=1)
+    # t = 0, 0.5, 1; centred t = -.5, 0, .5; centred v = 0, -.3, .3 -> slope 0.15 / 0.5
+    assert s == pytest.approx({
+        "min": 0.2, "max": 0.8, "mean": 0.5, "wmean": (5 + 6 + 48) / 100,
+        "q25": 0.35, "q50": 0.5, "q75": 0.65, "first": 0.5, "last": 0.8, "bneck": 0.2,
+        "slope": 0.3, "undef": 0.0})
+    s = profile_stats(np.array([np.nan, 0.4, 0.6]), np.ones(3), bottleneck=None)
+    assert math.isnan(s["first"]) and math.isnan(s["bneck"]) and s["last"] == 0.6
+    assert s["undef"] == pytest.approx(1 / 3)
+    assert s["slope"] == pytest.approx(0.4)  # (0.6 - 0.4) / (1 - 0.5)
+    s = profile_stats(np.array([0.7]), np.ones(1), bottleneck=0)
+    assert s["first"] == s["last"] == s["bneck"] == 0.7 and math.isnan(s["slope"])
+
+
+def test_agnostic_features_by_hand() -> None:
+    lay = Layout(params=["a.weight", "b.weight"], shapes=[(3, 4), (2, 3)],
+                 kinds=["linear", "linear"], groups=[1, 1], residual=False, norm=False,
+                 dense_paths_log10=2.0)
+    m = {"density.a.weight": 0.5, "density.b.weight": 0.25, "density.global": 0.41,
+         "ramanujan.d_left.a.weight": 1.5,  # / n_R = 3
+         "ramanujan.d_left.b.weight": 1.0,  # / n_R = 2
+         "spectral.lambda2.a.weight": 0.6,  # / min(n_L, n_R) = 3
+         "spectral.lambda2.b.weight": 1.0,  # / 2
+         "effective.paths_log10": 1.5, "mge.nodes": 12.0, "mge.sources_frac": 0.1,
+         "mge.one_hop_frac": 0.01}
+    f = agnostic_features(m, lay)
+    assert f["density@first"] == 0.5 and f["density@last"] == 0.25
+    assert f["density@bneck"] == 0.25 and f["density@slope"] == pytest.approx(-0.25)
+    assert f["ramanujan.d_left_rel@first"] == pytest.approx(0.5)
+    assert f["ramanujan.d_left_rel@bneck"] == pytest.approx(0.5)  # layer b has lowest density
+    assert f["spectral.lambda2_rel@mean"] == pytest.approx((0.2 + 0.5) / 2)
+    assert f["effective.paths_log10_ratio"] == pytest.approx(-0.5)
+    assert f["density.global"] == 0.41 and f["mge.sources_frac"] == 0.1
+    # size-dependent values are not in the agnostic set
+    assert "mge.nodes" not in f and "mge.one_hop_frac" not in f
+    assert all(is_agnostic_column(c) for c in f)
+
+
+def test_same_columns_for_any_architecture() -> None:
+    """The point of the agnostic set: two architectures give the same columns, none named after
+    a layer, while their per-layer columns differ."""
+    from paizoo import metrics, prune
+
+    cols = []
+    for net, shape in ((Reversed(), (1, 2, 2)), (Residual(), (1, 4, 4))):
+        mask = prune(net, "magnitude", sparsity=0.5)
+        vals = metrics.compute(net, mask, shape, groups=["density", "effective", "spectral"])
+        lay = layout_of(net, shape)
+        feats = agnostic_features(vals, lay)
+        for p in lay.params:
+            assert not any(p in c for c in feats), p
+        cols.append(set(feats))
+        # density profile = the mask's own per-layer densities, in forward order
+        dens = [float(mask[p].float().mean()) for p in lay.params]
+        assert feats["density@first"] == pytest.approx(dens[0])
+        assert feats["density@max"] == pytest.approx(max(dens))
+    assert cols[0] == cols[1]
+
+
+def test_definitions_and_table_columns() -> None:
+    lay = Layout(params=["fc1.weight"], shapes=[(2, 2)], kinds=["linear"], groups=[1],
+                 residual=False, norm=False, family="mlp")
+    table = pd.DataFrame({"dataset": ["d"], "model": ["m"], "pruner": ["p"], "sparsity": [0.5],
+                          "seed": [0], "accuracy_drop": [1.0], "density.fc1.weight": [0.5],
+                          "density.global": [0.5]})
+    out = add_agnostic_columns(table, {"m": lay})
+    assert out["family"].tolist() == ["mlp"]
+    defs = feature_definitions(out.columns, lay.params)
+    assert set(defs) == set(out.columns)
+    assert defs["density.fc1.weight"].startswith("per-layer (named")
+    assert "profile over normalised depth" in defs["density@slope"]
+    assert select_features(out.columns, "per-layer") == ["density.fc1.weight"]
+    agn = select_features(out.columns, "agnostic")
+    assert "density.fc1.weight" not in agn and "arch.depth" in agn
+    assert select_features(out.columns, "agnostic-mask") == [c for c in agn
+                                                             if not c.startswith("arch.")]
+    assert parse_label('resnet20{"width":2}') == ("resnet20", {"width": 2})
+
+
+def test_same_pruner_knows_defaults() -> None:
+    """The store labels the leaderboard's random settings with their config; `paizoo rank -p
+    random` (the default, uniform) is one of them and must not be called unseen."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import validity_notes
+
+    assert same_pruner("random", 'random{"distribution":"uniform"}')
+    assert not same_pruner("random", 'random{"distribution":"erk"}')
+    assert same_pruner("snip", "snip") and not same_pruner("snip", "grasp")
+    pred = Predictor(AccuracyDropRegressor(), info={"trained_on": {
+        "models": ["m"], "pruners": ['random{"distribution":"erk"}',
+                                     'random{"distribution":"uniform"}', "snip"]}})
+    notes = validity_notes(pred, dataset=None, model="m", sparsities=[0.5],
+                           pruners=["random", "snip", "grasp"])
+    assert [n for n in notes if "not in the training data" in n] == [
+        "pruners not in the training data: grasp (predicted as unseen pruners; see the "
+        "leave-one-pruner-out error)"]
+
+
+# ---- split-conformal intervals ---------------------------------------------------------------
+def test_conformal_quantile_by_hand() -> None:
+    r = np.arange(1.0, 10.0)  # 9 residuals: ceil(10 * 0.8) = 8th smallest
+    assert conformal_quantile(r, 0.8) == 8.0
+    assert conformal_quantile(r, 0.95) == math.inf  # ceil(9.5) = 10 > 9
+    cal = Calibration("x", 0.5, [10.0], [[1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])
+    assert cal.quantile == [2.0, 6.0]
+    np.testing.assert_array_equal(cal.half_width([0.0, 11.0]), [2.0, 6.0])
+    assert Calibration.from_dict(cal.to_dict()).quantile == cal.quantile
+    assert overlapping(np.array([0, 2, 10]), np.array([3, 4, 11])) == [[1], [0], []]
+
+
+def _grouped_synthetic(n_groups: int, per_group: int, sigma: float, tau: float,
+                       rng: np.random.Generator) -> pd.DataFrame:
+    """y = 30 x1 - 10 x2 + b_group + eps, b ~ N(0, tau), eps ~ N(0, sigma)."""
+    g = np.repeat(np.arange(n_groups), per_group)
+    x = rng.uniform(0, 1, size=(len(g), 2))
+    b = rng.normal(0, tau, size=n_groups)[g]
+    y = 30 * x[:, 0] - 10 * x[:, 1] + b + rng.normal(0, sigma, size=len(g))
+    return pd.DataFrame({"dataset": "s", "model": [f"m{i}" for i in g], "pruner": "p",
+                         "sparsity": 0.5, "seed": 0, "density.global": x[:, 0],
+                         "mge.x": x[:, 1], "accuracy_drop": y})
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.9])
+def test_intervals_cover_held_out_groups(coverage: float) -> None:
+    """Calibrated on leave-one-architecture-out residuals, the intervals cover new groups
+    (architectures) at the stated rate; the known noise is sqrt(sigma^2 + tau^2)."""
+    from paizoo.regression.evaluate import cross_predict
+
+    rng = np.random.default_rng(0)
+    sigma, tau = 2.0, 3.0
+    train = _grouped_synthetic(30, 20, sigma, tau, rng)
+    est = AccuracyDropRegressor(groups="all", model="ridge")
+    oof = cross_predict(est, train, make_folds(train, "loao"))
+    cal = calibrate(train["accuracy_drop"], oof, split="loao", coverage=coverage, bins=1)
+    est.fit(train)
+    test = _grouped_synthetic(400, 5, sigma, tau, rng)
+    lo, hi = cal.interval(est.predict(test))
+    y = test["accuracy_drop"].to_numpy()
+    covered = ((y >= lo) & (y <= hi)).mean()
+    assert abs(covered - coverage) < 0.04
+    from scipy import stats
+
+    expected = stats.norm.ppf(0.5 + coverage / 2) * math.hypot(sigma, tau)
+    assert cal.quantile[0] == pytest.approx(expected, rel=0.15)
+
+
+def test_pair_folds_hold_out_architecture_and_pruner() -> None:
+    t = pd.DataFrame({"model": ["a", "a", "b", "b", "c"], "pruner": ["p", "q", "p", "q", "p"]})
+    folds = {f.label: f for f in pair_folds(t)}
+    assert set(folds) == {"a x p", "a x q", "b x p", "b x q", "c x p"}
+    f = folds["a x p"]
+    assert f.test.tolist() == [0] and f.train.tolist() == [3]  # neither a nor p
+
+
+# ---- ranking on an architecture in no training table ----------------------------------------
+GROUPS = ["density", "effective"]
+
+
+class Mlp(nn.Module):
+    def __init__(self, width: int = 6) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16, width)
+        self.fc2 = nn.Linear(width, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def mlp_factory(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return Mlp()
+
+
+def wide_factory(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return Mlp(12)
+
+
+def residual_factory(seed: int) -> nn.Module:
+    """The architecture no predictor below was trained on (used by the CLI test too)."""
+    torch.manual_seed(seed)
+    return Residual()
+
+
+def _agnostic_predictor(path) -> None:  # type: ignore[no-untyped-def]
+    """A predictor on agnostic columns of two MLPs, target 100 * (1 - effective density)."""
+    from paizoo import metrics, prune
+    from paizoo.regression import train_predictor
+
+    rows = []
+    for name, factory in (("mlp_factory", mlp_factory), ("wide_factory", wide_factory)):
+        lay = layout_of(factory(0), (1, 4, 4))
+        for pruner in ("magnitude", "random"):
+            for s in (0.3, 0.6, 0.9):
+                for seed in (0, 1):
+                    net = factory(seed)
+                    mask = prune(net, pruner, sparsity=s, seed=seed)
+                    v = metrics.compute(net, mask, (1, 4, 4), groups=GROUPS)
+                    v.update(agnostic_features(v, lay))
+                    rows.append({"dataset": "toy", "model": name, "pruner": pruner,
+                                 "sparsity": s, "seed": seed, **v,
+                                 "accuracy_drop": 100 * (1 - v["effective.density"])})
+    train_predictor(pd.DataFrame(rows), groups="agnostic", model="ridge", out=path)
+
+
+def test_rank_pruners_on_unseen_architecture(tmp_path) -> None:
+    from paizoo.regression import load_predictor, rank_pruners
+
+    _agnostic_predictor(tmp_path / "p.skops")
+    predictor = load_predictor(tmp_path / "p.skops")
+    res = rank_pruners(residual_factory, ["magnitude", "random"], [0.5, 0.9],
+                       predictor=predictor, input_shape=(1, 4, 4), progress=False)
+    assert res.split == "loao" and res.coverage == 0.9
+    r = res.ranking.set_index("pruner")
+    assert (r["low"] <= r["mean"]).all() and (r["mean"] <= r["high"]).all()
+    text = res.format()
+    assert "validated (leave one architecture out)" in text
+    assert "validated (leave one pruner out)" not in text
+    assert "interval" in text and "tied with" in text
+    assert "not in the training data" not in text  # both pruners are
+    # the ranking's tie column is the overlap of the printed intervals
+    lo, hi = res.ranking["low"].to_numpy(), res.ranking["high"].to_numpy()
+    tied = bool(lo[0] <= hi[1] and lo[1] <= hi[0])
+    assert (res.ranking["tied_with"].iloc[0] == "2") == tied
+    # a model of the training data gets the leave-one-pruner-out error instead
+    res = rank_pruners(mlp_factory, ["magnitude"], [0.5], predictor=predictor,
+                       input_shape=(1, 4, 4), progress=False)
+    assert res.split == "lopo"
+
+
+def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
+    from paizoo.cli import main
+
+    _agnostic_predictor(tmp_path / "p.skops")
+    assert main(["rank", "--model", f"{__name__}:residual_factory", "--input-shape", "1,4,4",
+                 "--pruners", "magnitude,random", "--sparsities", "0.5,0.9",
+                 "--predictor", str(tmp_path / "p.skops")]) == 0
+    out = capsys.readouterr().out
+    assert "validated (leave one architecture out)" in out and "validity domain:" in out
+    assert "is in no training table" in out
+    assert sum(1 for line in out.splitlines() if "[" in line and "]" in line) == 2
+
+
+def test_cli_features_adds_agnostic_columns_to_a_zoo_table(tmp_path) -> None:
+    """`paizoo regress features`: zoo model labels are built for their dataset (LeNet-5 on
+    Fashion-MNIST: 5 layers in forward order, conv1 first), family and definitions written."""
+    import json
+
+    from paizoo.cli import main
+
+    t = pd.DataFrame({"dataset": ["fashion-mnist"] * 2, "model": ["lenet5", "lenet_300_100"],
+                      "pruner": ["p", "p"], "sparsity": [0.5, 0.5], "seed": [0, 0],
+                      "accuracy_drop": [1.0, 2.0], "density.conv1.weight": [0.2, np.nan],
+                      "density.fc1.weight": [0.7, 0.4], "density.fc3.weight": [0.9, 0.6]})
+    t.to_csv(tmp_path / "t.csv", index=False)
+    assert main(["regress", "features", "--table", str(tmp_path / "t.csv"), "--out",
+                 str(tmp_path / "o.csv")]) == 0
+    o = pd.read_csv(tmp_path / "o.csv").set_index("model")
+    assert o.loc["lenet5", "arch.depth"] == 5 and o.loc["lenet_300_100", "arch.depth"] == 3
+    assert o.loc["lenet5", "density@first"] == 0.2  # conv1 runs first
+    assert o.loc["lenet_300_100", "density@first"] == 0.4
+    assert o.loc["lenet5", "density@last"] == 0.9  # fc3 runs last
+    assert o.loc["lenet5", "density@undef"] == pytest.approx(2 / 5)  # conv2, fc2 absent
+    assert o.loc["lenet5", "family"] == "cnn" and o.loc["lenet_300_100", "family"] == "mlp"
+    defs = json.loads((tmp_path / "o.features.json").read_text())
+    assert set(defs) == set(o.reset_index().columns)
+
+
+def test_pairs_table_keeps_one_cell_per_config() -> None:
+    """An architecture trained with two recipes (configs) gives two ranks per pair."""
+    from paizoo.regression.report import _pairs_table
+
+    pairs = pd.DataFrame({"model": ["a", "a", "b"], "pruner": ["p", "p", "p"],
+                          "n_pruners": [3, 3, 3], "predicted_rank": [1, 2, 3],
+                          "actual_rank": [1, 3, 3], "abs_error": [0, 1, 0]})
+    t = _pairs_table(pairs)
+    assert t.to_dict("list") == {"held-out pruner": ["p", "mean abs. rank error"],
+                                 "a": ["1/1; 2/3", "0.50"], "b": ["3/3", "0.00"]}
