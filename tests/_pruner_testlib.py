@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from paizoo.pruners.base import PruneContext
 
@@ -49,3 +51,20 @@ def prune_checking_collapse(*args: Any, **kwargs: Any) -> Any:
         message = str(collapse[0].message)
         assert all(name in message for name in mask.collapsed_layers()[:6]), message
     return mask
+
+
+def plain_twin(model: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
+    """A fresh unmasked ``build()`` loaded from ``model``'s state dict alone, with every
+    ``x = x_orig * x_mask`` (the torch.nn.utils.prune convention folded by hand)."""
+    state = model.state_dict()
+    plain = {}
+    for key, value in state.items():
+        if key.endswith("_orig"):
+            base = key[: -len("_orig")]
+            plain[base] = value * state[f"{base}_mask"]
+        elif not key.endswith("_mask"):
+            plain[key] = value
+    twin = build()
+    twin.load_state_dict(plain)
+    twin.train(model.training)
+    return twin

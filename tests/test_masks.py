@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _pruner_testlib import plain_twin
 from torch import nn
 
 import paizoo
@@ -268,18 +269,8 @@ def test_pruned_weights_stay_exactly_zero_under_training(opt_name: str) -> None:
 
 def _plain_twin(layer: nn.TransformerEncoderLayer) -> nn.TransformerEncoderLayer:
     """An unmasked layer holding ``weight_orig * weight_mask``, built from the state dict alone."""
-    state = layer.state_dict()
-    plain = {}
-    for key, value in state.items():
-        if key.endswith("_orig"):
-            base = key[: -len("_orig")]
-            plain[base] = value * state[f"{base}_mask"]
-        elif not key.endswith("_mask"):
-            plain[key] = value
-    twin = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
-    twin.load_state_dict(plain)
-    twin.train(layer.training)
-    return twin
+    return plain_twin(layer, lambda: nn.TransformerEncoderLayer(
+        16, 4, dim_feedforward=32, dropout=0.0, batch_first=True))
 
 
 def test_transformer_encoder_layer_masks_through_training() -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from _pruner_testlib import plain_twin
 from torch import nn
 from torch.nn.utils import parametrizations
 
@@ -140,22 +141,6 @@ def _uses(model: nn.Module, name: str) -> list[torch.Tensor]:
     return tensors
 
 
-def _plain_twin(model: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh unmasked model loaded from ``model``'s state dict with ``x = x_orig * x_mask``."""
-    state = model.state_dict()
-    plain = {}
-    for key, value in state.items():
-        if key.endswith("_orig"):
-            base = key[: -len("_orig")]
-            plain[base] = value * state[f"{base}_mask"]
-        elif not key.endswith("_mask"):
-            plain[key] = value
-    twin = build()
-    twin.load_state_dict(plain)
-    twin.train(model.training)
-    return twin
-
-
 def _loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y)
 
@@ -220,10 +205,10 @@ def test_pruner_on_family(family: Family, pruner: str) -> None:
     for name, keep in mask.items():
         for tensor in _uses(model, name):
             assert bool((tensor.detach()[~keep] == 0).all()), name
-    assert torch.allclose(model(x), _plain_twin(model, family.build)(x), atol=1e-5)
+    assert torch.allclose(model(x), plain_twin(model, family.build)(x), atol=1e-5)
     model.eval()
     with torch.no_grad():
-        assert torch.allclose(model(x), _plain_twin(model, family.build)(x), atol=1e-5)
+        assert torch.allclose(model(x), plain_twin(model, family.build)(x), atol=1e-5)
 
 
 def test_tied_head_is_one_entry_masked_in_both_modules() -> None:
