@@ -13,8 +13,18 @@ import torch
 torch.set_num_threads(1)
 
 
-# ---- results stores: SQLite files and a real PostgreSQL server (tests/_postgres.py) --------------
+# ---- scikit-learn's digits: the always-available real dataset of the training tests -----------
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[object, object]:
+    from paizoo.data import load_dataset
+
+    return load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+# ---- results stores: SQLite files and a real PostgreSQL server (tests/_postgres.py) --------------
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,6 @@ from paizoo.training import TrainConfig, train
 from paizoo.training.divergence import BLOWUP, blowup_divergence
 
 
-@pytest.fixture(scope="module")
-def digits() -> tuple[object, object]:
-    from paizoo.data import load_dataset
-
-    return load_dataset("digits", "train"), load_dataset("digits", "test")
-
-
 class NaNAfter(nn.Module):
     """Wraps a model; its ``k``-th forward pass in training mode (1-based) returns NaN logits."""
 

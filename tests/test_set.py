@@ -19,13 +19,6 @@ from paizoo.training import TrainConfig, train
 from paizoo.training.set import SETSchedule
 
 
-@pytest.fixture(scope="module")
-def digits() -> tuple[object, object]:
-    from paizoo.data import load_dataset
-
-    return load_dataset("digits", "train"), load_dataset("digits", "test")
-
-
 def _net(seed: int = 0) -> tuple[nn.Module, Mask]:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 7))

@@ -24,13 +24,6 @@ from paizoo.training import (
 )
 
 
-@pytest.fixture(scope="module")
-def digits() -> tuple[object, object]:
-    from paizoo.data import load_dataset
-
-    return load_dataset("digits", "train"), load_dataset("digits", "test")
-
-
 def _pruned(name: str = MLP, sparsity: float = 0.8, seed: int = 0) -> tuple[nn.Module, object]:
     extra = {"input_size": 8} if name == MLP else {}
     model = create_model(name, num_classes=10, in_channels=1, seed=seed, **extra)
