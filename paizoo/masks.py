@@ -142,8 +142,9 @@ class Mask(Mapping[str, torch.Tensor]):
             return NotImplemented
         if list(self) != list(other):
             return False
+        own = self._tensors  # not self[n]: that hands out a copy
         return all(
-            self[n].shape == other[n].shape and torch.equal(self[n].cpu(), other[n].cpu().bool())
+            own[n].shape == other[n].shape and torch.equal(own[n].cpu(), other[n].cpu().bool())
             for n in self
         )
 
@@ -221,25 +222,29 @@ class Mask(Mapping[str, torch.Tensor]):
             raise MaskMismatchError(
                 f"masks cover different parameters: only in first {sorted(set(self) - set(other))},"
                 f" only in second {sorted(set(other) - set(self))}")
+        own = self._tensors
         for n in self:
-            if self[n].shape != other[n].shape:
+            if own[n].shape != other[n].shape:
                 raise MaskMismatchError(
-                    f"{n!r}: shape {tuple(self[n].shape)} vs {tuple(other[n].shape)}")
+                    f"{n!r}: shape {tuple(own[n].shape)} vs {tuple(other[n].shape)}")
 
     def iou(self, other: Mapping[str, torch.Tensor]) -> float:
         """Intersection over union of the kept sets (1.0 for two empty masks)."""
         self._check_same_layout(other)
-        inter = sum(int((self[n] & other[n].to(self[n].device).bool()).sum()) for n in self)
-        union = sum(int((self[n] | other[n].to(self[n].device).bool()).sum()) for n in self)
+        own = self._tensors
+        inter = sum(int((own[n] & other[n].to(own[n].device).bool()).sum()) for n in self)
+        union = sum(int((own[n] | other[n].to(own[n].device).bool()).sum()) for n in self)
         return inter / union if union else 1.0
 
     def __and__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] & other[n].bool() for n in self}, self._coverage)
+        own = self._tensors
+        return Mask({n: own[n] & other[n].bool() for n in self}, self._coverage)
 
     def __or__(self, other: Mapping[str, torch.Tensor]) -> Mask:
         self._check_same_layout(other)
-        return Mask({n: self[n] | other[n].bool() for n in self}, self._coverage)
+        own = self._tensors
+        return Mask({n: own[n] | other[n].bool() for n in self}, self._coverage)
 
     def to(self, device: torch.device | str) -> Mask:
         return Mask({n: t.to(device) for n, t in self._tensors.items()}, self._coverage)
