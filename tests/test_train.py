@@ -392,3 +392,49 @@ def test_train_subset_trains_on_the_first_samples(digits, tmp_path):
           log_path=str(log))
     start = json.loads(log.read_text().splitlines()[0])
     assert start["train_samples"] == 200 and start["test_samples"] == len(test_set)
+
+
+def test_grad_clip_stays_out_of_the_hash_at_zero_and_is_checked():
+    base = TrainConfig(epochs=3, lr=0.1)
+    assert "grad_clip" not in base.hashed_dict()
+    assert base.hash() == base.replace(grad_clip=0).hash() != base.replace(grad_clip=5.0).hash()
+    assert TrainConfig.from_dict({"grad_clip": 2}).grad_clip == 2.0
+    with pytest.raises(ConfigError, match="grad_clip must be >= 0"):
+        TrainConfig(grad_clip=-1.0)
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e3])
+def test_grad_clip_one_step_against_a_hand_computed_update(digits, clip):
+    """One SGD step (lr 0.5, no momentum or decay) on a masked MLP: the update is
+    -lr * g * min(1, clip / ||g||), with g the gradient of the kept weights only (pruned
+    weights' gradients do not count in the norm) and every other parameter's gradient; a small
+    clip scales it, a large one leaves it alone."""
+    import copy
+
+    train_set, test_set = digits
+    x, y = train_set.x[:16], train_set.y[:16]
+    model = create_model(MLP, num_classes=10, in_channels=1, seed=0, input_size=8)
+    mask = paizoo.prune(model, "random", sparsity=0.7, seed=0)
+    reference = copy.deepcopy(model)
+    mask.apply(model)
+    # by hand: zero the pruned weights, take the gradient, mask it, clip by the global norm
+    with torch.no_grad():
+        for name, keep in mask.items():
+            dict(reference.named_parameters())[name].mul_(keep)
+    params = dict(reference.named_parameters())
+    loss = nn.functional.cross_entropy(reference(x), y)
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+    for name, keep in mask.items():
+        grads[name] = grads[name] * keep
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values()))
+    factor = min(1.0, clip / (float(norm) + 1e-6))
+    expected = {n: p.detach() - 0.5 * factor * grads[n] for n, p in params.items()}
+
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=0.5, momentum=0.0, weight_decay=0.0,
+                      schedule="constant", grad_clip=clip)
+    train(model, torch.utils.data.TensorDataset(x, y), test_set, cfg, progress=False)
+    got = {n: p.detach() for n, p in model.named_parameters()}
+    for name, value in expected.items():
+        actual = got.get(name, got.get(name.replace(".weight", ".weight_orig")))
+        torch.testing.assert_close(actual, value, rtol=1e-5, atol=1e-6)
+    assert (factor < 0.1) == (clip < 1)  # the small clip really clipped, the large one did not

@@ -184,6 +184,8 @@ def _train_summary(train: Any) -> str:
         parts.append(f"{train.schedule} schedule")
     if getattr(train, "warmup_steps", 0):
         parts.append(f"linear warm-up over the first {train.warmup_steps} steps")
+    if getattr(train, "grad_clip", 0):
+        parts.append(f"gradient norm clipped to {train.grad_clip:g}")
     if getattr(train, "train_subset", 0):
         parts.append(f"trained on the first {train.train_subset:,} training images only")
     if train.augment:

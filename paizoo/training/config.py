@@ -119,6 +119,11 @@ class TrainConfig:
         train_subset: train on the first ``train_subset`` samples of the training split, in the
             split's stored order (data-driven pruners draw their batches from the same subset);
             0 = the whole split. Left out of the hash at 0.
+        grad_clip: clip the global L2 norm of the gradient (of the weights training updates:
+            pruned weights' gradients are zeroed first) to ``grad_clip`` before every optimiser
+            step (:func:`torch.nn.utils.clip_grad_norm_`); 0 = no clipping. Guards against the
+            exploding first steps of some pruned networks (a mask that leaves a layer's kept
+            weights mostly positive can start at a loss of hundreds). Left out of the hash at 0.
     """
 
     epochs: int = 10
@@ -140,19 +145,21 @@ class TrainConfig:
     device: str | None = None
     warmup_steps: int = 0
     train_subset: int = 0
+    grad_clip: float = 0.0
 
     #: fields that do not change the computed result and stay out of :meth:`hash`
     UNHASHED: ClassVar[tuple[str, ...]] = ("eval_batch_size", "num_workers", "device",
                                            "channels_last")
     #: fields added later, left out of :meth:`hash` while at these defaults (so the hash of every
     #: config written before they existed is unchanged)
-    HASHED_UNLESS_DEFAULT: ClassVar[dict[str, Any]] = {"warmup_steps": 0, "train_subset": 0}
+    HASHED_UNLESS_DEFAULT: ClassVar[dict[str, Any]] = {"warmup_steps": 0, "train_subset": 0,
+                                                        "grad_clip": 0.0}
 
     def __post_init__(self) -> None:
         w = "train"
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones or ()))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        for name in ("lr", "momentum", "weight_decay", "gamma"):
+        for name in ("lr", "momentum", "weight_decay", "gamma", "grad_clip"):
             value = getattr(self, name)
             _check(isinstance(value, (int, float)) and not isinstance(value, bool)
                    and math.isfinite(value), w, f"{name} must be a number, got {value!r}")
@@ -174,6 +181,8 @@ class TrainConfig:
         _check(self.schedule in SCHEDULES, w,
                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _check(self.lr > 0, w, f"lr must be > 0, got {self.lr}")
+        _check(self.grad_clip >= 0, w,
+               f"grad_clip must be >= 0 (0 = no clipping), got {self.grad_clip}")
         _check(0 <= self.momentum < 1, w, f"momentum must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, w, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(0 < self.gamma <= 1, w, f"gamma must be in (0, 1], got {self.gamma}")

@@ -300,7 +300,7 @@ def train(
                 loss_avg, acc, bad = _train_epoch(
                     model, train_batches, optimizer, enforcer, scaler, autocast,
                     desc=f"epoch {epoch + 1}/{config.epochs}", disable=disable, on_step=on_step,
-                    check_every=check_every)
+                    check_every=check_every, grad_clip=config.grad_clip)
                 if bad is not None:
                     diverged = Divergence(epoch=epoch + 1, step=first_step + bad + 1,
                                           reason=NONFINITE)
@@ -359,6 +359,7 @@ def _train_epoch(
     disable: bool | None,
     on_step: Callable[[], None] | None = None,
     check_every: int = 1,
+    grad_clip: float = 0.0,
 ) -> tuple[float, float, int | None]:
     """One pass over ``batches``; returns the running mean loss and accuracy, and the 0-based
     index of the first step whose loss was not finite (the pass stops at the next check, every
@@ -378,10 +379,15 @@ def _train_epoch(
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if grad_clip:
+                    scaler.unscale_(optimizer)
+                    enforcer.clip_grad_norm(grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if grad_clip:
+                    enforcer.clip_grad_norm(grad_clip)
                 optimizer.step()
             enforcer.after_step()
             if on_step is not None:

@@ -159,6 +159,23 @@ class MaskEnforcer:
             torch._foreach_mul_(self._params, self._masks)
 
     @torch.no_grad()
+    def clip_grad_norm(self, max_norm: float) -> torch.Tensor:
+        """Clip the model's gradient to global L2 norm ``max_norm`` (call after ``backward``,
+        before the optimiser step); returns the norm before clipping.
+
+        The norm is that of the sparse network's gradient: in project mode the pruned weights'
+        gradients (which the projection discards anyway) are zeroed first; in hook mode they
+        are already 0 (the gradient reaches ``*_orig`` through the mask)."""
+        if self._params:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            masks = [m for p, m in zip(self._params, self._masks, strict=True)
+                     if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, masks)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    @torch.no_grad()
     def clear_pruned(self) -> None:
         """Set every pruned weight to exactly 0 by assignment, not by multiplying with the mask
         (``NaN * 0`` is NaN): for a run whose weights became non-finite, after which
