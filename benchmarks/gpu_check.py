@@ -1,7 +1,7 @@
 """GPU check, for a machine with CUDA (exits cleanly with a message on one without).
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--dataset fashion-mnist] [--epochs 2]
-        [--packing 1 2 4 8] [--runs 8]
+        [--packing 1 2 4 8] [--runs 8] [--packer auto|ray|processes] [--synflow-rounds 100]
 
 1. **Masked training on CUDA** (AMP as `paizoo train` uses it: on by default on CUDA): one SNIP
    run of LeNet-300-100 at 90% sparsity, trained on the GPU and, with the same seed, on the
@@ -10,9 +10,15 @@
    within 2 points (AMP and CUDA kernels are not bit-identical to the CPU).
 2. **Data-free masks on CPU and GPU**: random, magnitude and SynFlow masks of the same
    freshly initialised model, computed on each device; counts the entries that differ.
-3. **Packed runs per GPU** (Ray, fractional ``gpus``): ``--runs`` one-epoch runs of a grid on a
-   local Ray cluster with one GPU, each asking for ``1/N`` of it, for each N of ``--packing``;
-   prints runs per minute and the speed-up over N = 1.
+3. **Packed runs per GPU**: ``--runs`` one-epoch runs of a grid, N at a time on one GPU, for
+   each N of ``--packing``; prints runs per minute and the speed-up over N = 1. ``--packer ray``:
+   a local Ray cluster with one GPU, each run asking for ``1/N`` of it (fractional ``gpus``);
+   ``--packer processes``: N ``paizoo leaderboard run --device cuda`` processes sharing one store
+   (they claim runs with leases, as on a cluster without Ray); ``auto`` (default): Ray when it is
+   installed, else processes.
+4. **SynFlow at ImageNet scale on the GPU**: timm resnet50 at 3x224x224 (``zero_init_last=False``),
+   sparsity 0.99, ``--synflow-rounds`` rounds, in float64, scaled32 and float32: seconds, and the
+   mask's IoU with the float64 one (0 rounds skips it).
 
 Exit status 0 when every check passes (or there is no GPU), 1 otherwise.
 """
@@ -73,12 +79,91 @@ def data_free_masks() -> bool:
     for pruner in ("random", "magnitude", "synflow"):
         masks = {}
         for device in ("cpu", "cuda"):
-            model = copy.deepcopy(create_model("lenet5", num_classes=10, seed=0)).to(device)
+            model = copy.deepcopy(create_model("lenet5", num_classes=10, in_channels=1,
+                                               input_size=28, seed=0)).to(device)
             masks[device] = prune(model, pruner, sparsity=0.98, input_shape=(1, 28, 28), seed=0,
                                   progress=False).cpu()
         differ = sum(int((masks["cpu"][n] != masks["cuda"][n]).sum()) for n in masks["cpu"])
         print(f"  {pruner:<10} {differ} of {masks['cpu'].num_total} mask entries differ")
         ok &= differ == 0
+    return ok
+
+
+def packed_runs_processes(dataset: str, packing: list[int], runs: int,
+                          device: str = "cuda") -> None:
+    """N runner processes on one SQLite store per N (leases share the grid), all on ``device``."""
+    import os
+    import sqlite3
+    import subprocess
+
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="paizoo-gpu-check-"))
+    rates: dict[int, float] = {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        for n in packing:
+            config = work / f"packed{n}.yaml"
+            config.write_text(yaml.safe_dump({
+                "name": f"packed{n}", "dataset": dataset,
+                "models": [{"name": "lenet_300_100"}], "pruners": [],
+                "seeds": list(range(runs)),
+                "train": {"epochs": 1, "batch_size": 128, "lr": 0.05, "device": device}}))
+            store = work / f"p{n}" / "paizoo.db"
+            command = [sys.executable, "-m", "paizoo", "leaderboard", "run", str(config),
+                       "--store", str(store), "--device", device, "--threads", "1",
+                       "--no-render", "--quiet"]
+            start = time.perf_counter()
+            procs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(n)]
+            errors = [p.communicate()[1] for p in procs]
+            seconds = time.perf_counter() - start
+            failed = [e for p, e in zip(procs, errors, strict=True) if p.returncode != 0]
+            if failed:
+                raise RuntimeError(f"a runner process failed: {failed[0][-2000:]}")
+            with sqlite3.connect(store) as db:
+                recorded = db.execute(
+                    "SELECT COUNT(*), COUNT(DISTINCT run_key) FROM runs").fetchone()
+            assert recorded == (runs, runs), f"{recorded} rows for {runs} runs"
+            rates[n] = 60 * runs / seconds
+            print(f"  {n} process(es) on {device}: {runs} runs in {seconds:.1f} s = "
+                  f"{rates[n]:.1f} runs/min ({rates[n] / rates[packing[0]]:.2f}x), each run "
+                  "recorded once", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def synflow_at_scale(rounds: int) -> bool:
+    """SynFlow on timm resnet50 at 224 on the GPU in each precision: finite, time, IoU."""
+    import torch
+
+    import paizoo
+    from paizoo.errors import ScoreError
+
+    try:
+        import timm
+    except ImportError:
+        print("  skipped: timm is not installed")
+        return True
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50", pretrained=False, zero_init_last=False).cuda()
+    masks, ok = {}, True
+    for precision in ("float64", "scaled32", "float32"):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            masks[precision] = paizoo.prune(model, "synflow", sparsity=0.99,
+                                            input_shape=(3, 224, 224), precision=precision,
+                                            rounds=rounds, progress=False)
+        except ScoreError as exc:
+            print(f"  {precision:<9} fails: {str(exc)[:120]}")
+            ok &= precision == "float32"  # plain float32 overflows on resnet50; the others must not
+            continue
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        iou = masks[precision].iou(masks["float64"]) if "float64" in masks else float("nan")
+        print(f"  {precision:<9} {rounds} rounds in {seconds:6.1f} s, IoU with float64 "
+              f"{iou:.4f}", flush=True)
     return ok
 
 
@@ -121,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--packing", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--packer", choices=("auto", "ray", "processes"), default="auto")
+    parser.add_argument("--synflow-rounds", type=int, default=100,
+                        help="SynFlow rounds on resnet50@224 (0 skips the check)")
     args = parser.parse_args(argv)
 
     import torch
@@ -140,17 +228,26 @@ def main(argv: list[str] | None = None) -> int:
         dataset = "digits"
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
           f"dataset {dataset}")
-    print("1. masked training on CUDA vs CPU")
+    print("1. masked training on CUDA vs CPU", flush=True)
     ok = masked_training(dataset, args.epochs)
     print("2. data-free masks on CPU and CUDA")
     ok &= data_free_masks()
-    print("3. packed runs per GPU (Ray, fractional gpus)")
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        print("  skipped: Ray is not installed (pip install 'paizoo[ray]')")
-    else:
+    packer = args.packer
+    if packer == "auto":
+        try:
+            import ray  # noqa: F401
+            packer = "ray"
+        except ImportError:
+            packer = "processes"
+    if packer == "ray":
+        print("3. packed runs per GPU (Ray, fractional gpus)", flush=True)
         packed_runs(dataset, args.packing, args.runs)
+    else:
+        print("3. packed runs per GPU (runner processes sharing one store)", flush=True)
+        packed_runs_processes(dataset, args.packing, args.runs)
+    if args.synflow_rounds:
+        print("4. SynFlow, timm resnet50 at 3x224x224, sparsity 0.99, on the GPU", flush=True)
+        ok &= synflow_at_scale(args.synflow_rounds)
     print("gpu_check: " + ("all checks passed" if ok else "SOME CHECKS FAILED"))
     return 0 if ok else 1
 
