@@ -1,7 +1,8 @@
 """GPU check, for a machine with CUDA (exits cleanly with a message on one without).
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--dataset fashion-mnist] [--epochs 2]
-        [--packing 1 2 4 8] [--runs 8] [--packer auto|ray|processes] [--synflow-rounds 100]
+        [--packing 1 2 4 8] [--runs 16] [--pack-model lenet5] [--pack-epochs 2]
+        [--packer auto|ray|processes] [--synflow-rounds 100] [--checks 1 2 3 4]
 
 1. **Masked training on CUDA** (AMP as `paizoo train` uses it: on by default on CUDA): one SNIP
    run of LeNet-300-100 at 90% sparsity, trained on the GPU and, with the same seed, on the
@@ -10,17 +11,18 @@
    within 2 points (AMP and CUDA kernels are not bit-identical to the CPU).
 2. **Data-free masks on CPU and GPU**: random, magnitude and SynFlow masks of the same
    freshly initialised model, computed on each device; counts the entries that differ.
-3. **Packed runs per GPU**: ``--runs`` one-epoch runs of a grid, N at a time on one GPU, for
-   each N of ``--packing``; prints runs per minute and the speed-up over N = 1. ``--packer ray``:
-   a local Ray cluster with one GPU, each run asking for ``1/N`` of it (fractional ``gpus``);
-   ``--packer processes``: N ``paizoo leaderboard run --device cuda`` processes sharing one store
-   (they claim runs with leases, as on a cluster without Ray); ``auto`` (default): Ray when it is
-   installed, else processes.
+3. **Packed runs per GPU**: ``--runs`` dense runs (``--pack-model``, ``--pack-epochs``) of a
+   grid, N at a time on one GPU, for each N of ``--packing``; prints runs per minute and the
+   speed-up over N = 1. ``--packer ray``: a local Ray cluster with one GPU, each run asking for
+   ``1/N`` of it (fractional ``gpus``); ``--packer processes``: N ``paizoo leaderboard run
+   --device cuda`` processes sharing one store (they claim runs with leases, as on a cluster
+   without Ray); ``auto`` (default): Ray when it is installed, else processes.
 4. **SynFlow at ImageNet scale on the GPU**: timm resnet50 at 3x224x224 (``zero_init_last=False``),
    sparsity 0.99, ``--synflow-rounds`` rounds, in float64, scaled32 and float32: seconds, and the
    mask's IoU with the float64 one (0 rounds skips it).
 
-Exit status 0 when every check passes (or there is no GPU), 1 otherwise.
+Figures from an H200: ``benchmarks/results/gpu-check.txt``. Exit status 0 when every check
+passes (or there is no GPU), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def data_free_masks() -> bool:
 
 
 def packed_runs_processes(dataset: str, packing: list[int], runs: int,
-                          device: str = "cuda") -> None:
+                          device: str = "cuda", model: str = "lenet_300_100",
+                          epochs: int = 1) -> None:
     """N runner processes on one SQLite store per N (leases share the grid), all on ``device``."""
     import os
     import sqlite3
@@ -106,9 +109,9 @@ def packed_runs_processes(dataset: str, packing: list[int], runs: int,
             config = work / f"packed{n}.yaml"
             config.write_text(yaml.safe_dump({
                 "name": f"packed{n}", "dataset": dataset,
-                "models": [{"name": "lenet_300_100"}], "pruners": [],
+                "models": [{"name": model}], "pruners": [],
                 "seeds": list(range(runs)),
-                "train": {"epochs": 1, "batch_size": 128, "lr": 0.05, "device": device}}))
+                "train": {"epochs": epochs, "batch_size": 128, "lr": 0.05, "device": device}}))
             store = work / f"p{n}" / "paizoo.db"
             command = [sys.executable, "-m", "paizoo", "leaderboard", "run", str(config),
                        "--store", str(store), "--device", device, "--threads", "1",
@@ -167,7 +170,8 @@ def synflow_at_scale(rounds: int) -> bool:
     return ok
 
 
-def packed_runs(dataset: str, packing: list[int], runs: int) -> None:
+def packed_runs(dataset: str, packing: list[int], runs: int, model: str = "lenet_300_100",
+                epochs: int = 1) -> None:
     import ray
 
     from paizoo.leaderboard import parse_config, run_leaderboard
@@ -182,9 +186,9 @@ def packed_runs(dataset: str, packing: list[int], runs: int) -> None:
         for n in packing:
             config = parse_config({
                 "name": f"packed{n}", "dataset": dataset,
-                "models": [{"name": "lenet_300_100", "resources": {"cpus": 1, "gpus": 1 / n}}],
+                "models": [{"name": model, "resources": {"cpus": 1, "gpus": 1 / n}}],
                 "pruners": [], "seeds": list(range(runs)),
-                "train": {"epochs": 1, "batch_size": 128, "lr": 0.05, "device": "cuda"}})
+                "train": {"epochs": epochs, "batch_size": 128, "lr": 0.05, "device": "cuda"}})
             start = time.perf_counter()
             report = run_leaderboard(config, open_store(work / f"p{n}" / "paizoo.db"),
                                      executor=RayExecutor(), progress=False,
@@ -205,8 +209,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="falls back to digits when not installed")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--packing", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=16)
     parser.add_argument("--packer", choices=("auto", "ray", "processes"), default="auto")
+    parser.add_argument("--pack-model", default="lenet5",
+                        help="the model of the packed runs (dense, --pack-epochs epochs each)")
+    parser.add_argument("--pack-epochs", type=int, default=2)
+    parser.add_argument("--checks", type=int, nargs="+", default=[1, 2, 3, 4],
+                        help="which of the four checks to run")
     parser.add_argument("--synflow-rounds", type=int, default=100,
                         help="SynFlow rounds on resnet50@224 (0 skips the check)")
     args = parser.parse_args(argv)
@@ -228,10 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         dataset = "digits"
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
           f"dataset {dataset}")
-    print("1. masked training on CUDA vs CPU", flush=True)
-    ok = masked_training(dataset, args.epochs)
-    print("2. data-free masks on CPU and CUDA")
-    ok &= data_free_masks()
+    ok = True
+    if 1 in args.checks:
+        print("1. masked training on CUDA vs CPU", flush=True)
+        ok &= masked_training(dataset, args.epochs)
+    if 2 in args.checks:
+        print("2. data-free masks on CPU and CUDA", flush=True)
+        ok &= data_free_masks()
     packer = args.packer
     if packer == "auto":
         try:
@@ -239,13 +251,15 @@ def main(argv: list[str] | None = None) -> int:
             packer = "ray"
         except ImportError:
             packer = "processes"
-    if packer == "ray":
-        print("3. packed runs per GPU (Ray, fractional gpus)", flush=True)
-        packed_runs(dataset, args.packing, args.runs)
-    else:
-        print("3. packed runs per GPU (runner processes sharing one store)", flush=True)
-        packed_runs_processes(dataset, args.packing, args.runs)
-    if args.synflow_rounds:
+    where = f"{args.runs} dense {args.pack_model} runs of {args.pack_epochs} epoch(s)"
+    if 3 in args.checks and packer == "ray":
+        print(f"3. packed runs per GPU (Ray, fractional gpus): {where}", flush=True)
+        packed_runs(dataset, args.packing, args.runs, args.pack_model, args.pack_epochs)
+    elif 3 in args.checks:
+        print(f"3. packed runs per GPU (runner processes sharing one store): {where}", flush=True)
+        packed_runs_processes(dataset, args.packing, args.runs, model=args.pack_model,
+                              epochs=args.pack_epochs)
+    if 4 in args.checks and args.synflow_rounds:
         print("4. SynFlow, timm resnet50 at 3x224x224, sparsity 0.99, on the GPU", flush=True)
         ok &= synflow_at_scale(args.synflow_rounds)
     print("gpu_check: " + ("all checks passed" if ok else "SOME CHECKS FAILED"))
