@@ -193,6 +193,113 @@ def compare_saved(folder: Path, model_name: str, reference_path: Path) -> None:
               f"tied {meta.get('tied', '?')}", flush=True)
 
 
+def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None:
+    """The float64 trajectory, with each round also scored in scaled32 from the *same* mask.
+
+    Each round, the float64 pruner's working copy (its weights at ``initial * mask``) is copied
+    into a float32 model and scored by a scaled32 SynFlow; both rounds' scores are selected with
+    the same budget and eligible set. Rows: how many kept/pruned decisions differ in that round
+    (``differ``), how many of those weights have float64 scores within float32 rounding of the
+    float64 threshold (relative 2^-20: ``near tie``), and the round's IoU. The compounded run
+    (each precision on its own trajectory) is compared on the last line: where it departs from
+    float64, and how the number of differing weights grows from there.
+    """
+    import copy
+    import dataclasses
+
+    model, shape = build(model_name, quick)
+    f64 = paizoo.create_pruner("synflow", precision="float64", rounds=rounds)
+    s32 = paizoo.create_pruner("synflow", precision="scaled32", rounds=rounds)
+    original_score, original_select = f64.score, pruner_base.select
+    state: dict[str, Any] = {}
+    rows: list[tuple[int, int, int, float]] = []
+
+    def score(ctx: Any) -> Any:
+        scores64 = original_score(ctx)
+        if "ctx32" not in state:
+            model32 = copy.deepcopy(ctx.model).float()
+            named = dict(model32.named_parameters())
+            state["ctx32"] = dataclasses.replace(
+                ctx, model=model32, params={n: named[n] for n in ctx.params})
+        ctx32 = state["ctx32"]
+        with torch.no_grad():
+            for n, p in ctx.params.items():
+                ctx32.params[n].copy_(p)
+        ctx32.round = ctx.round
+        state["scores32"] = s32.score(ctx32)
+        return scores64
+
+    def select(scores: Any, budget: Any, eligible: Any = None) -> Any:
+        kept64 = original_select(scores, budget, eligible)
+        kept32 = original_select(state["scores32"], budget, eligible)
+        flat = torch.cat([torch.where(eligible[n], scores[n], -1.0).reshape(-1).double()
+                          if eligible is not None else scores[n].reshape(-1).double()
+                          for n in scores])
+        threshold = float(torch.topk(flat, budget).values[-1])
+        differ = near = 0
+        for n in scores:
+            changed = kept64[n] != kept32[n]
+            differ += int(changed.sum())
+            gap = (scores[n][changed].double() / threshold - 1).abs()
+            near += int((gap <= 2.0 ** -20).sum())
+        iou = Mask(kept32).iou(kept64)
+        rows.append((len(rows) + 1, differ, near, iou))
+        return kept64
+
+    f64.score = score  # type: ignore[method-assign]
+    pruner_base.select = select
+    try:
+        reference = paizoo.prune(model, f64, sparsity=sparsity, input_shape=shape,
+                                 progress=False)
+    finally:
+        pruner_base.select = original_select
+        del f64.score
+    print(f"# {model_name}: each round of the float64 run also scored in scaled32 from the same "
+          f"mask ({rounds} rounds, sparsity {sparsity}); rounds where a decision differs:")
+    print(f"{'round':>5} {'differ':>7} {'near tie':>9} {'IoU':>9}")
+    for r, differ, near, iou in rows:
+        if differ:
+            print(f"{r:5d} {differ:7d} {near:9d} {iou:9.6f}")
+    bad = sum(differ - near for _, differ, near, _ in rows)
+    worst = min(iou for *_, iou in rows)
+    differing = sum(1 for row in rows if row[1])
+    print(f"# {differing} of {rounds} rounds differ at all; lowest per-round IoU {worst:.6f}; "
+          f"decisions that differ without a float32-level near tie: {bad}")
+    # the compounded run, on its own trajectory
+    trajectory: list[Mask] = []
+
+    def record(scores: Any, budget: Any, eligible: Any = None) -> Any:
+        kept = original_select(scores, budget, eligible)
+        trajectory.append(Mask(kept))
+        return kept
+
+    ref_trajectory: list[Mask] = []
+
+    def record_ref(scores: Any, budget: Any, eligible: Any = None) -> Any:
+        kept = original_select(scores, budget, eligible)
+        ref_trajectory.append(Mask(kept))
+        return kept
+
+    for hook, precision in ((record_ref, "float64"), (record, "scaled32")):
+        pruner_base.select = hook
+        try:
+            paizoo.prune(model, "synflow", precision=precision, rounds=rounds,
+                         sparsity=sparsity, input_shape=shape, progress=False)
+        finally:
+            pruner_base.select = original_select
+    counts = [sum(int((a[n] != b[n]).sum()) for n in a)
+              for a, b in zip(ref_trajectory, trajectory, strict=True)]
+    first = next((i for i, c in enumerate(counts) if c), None)
+    if first is None:
+        print("# compounded: scaled32's own trajectory equals float64's in every round")
+    else:
+        step = max(1, rounds // 10)
+        every = ", ".join(f"{r + 1}: {counts[r]}" for r in range(first, rounds, step))
+        print(f"# compounded (each precision on its own trajectory): first differs in round "
+              f"{first + 1}; weights differing by round ({every}, {rounds}: {counts[-1]}); "
+              f"final IoU {trajectory[-1].iou(reference):.4f}\n")
+
+
 FINITE_MODELS = ("torchvision:resnet50", "timm:resnet50", "timm:vit_base_patch16_224")
 
 
@@ -230,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--finite", action="store_true",
                         help="only check one round at 224x224 on " + ", ".join(FINITE_MODELS))
+    parser.add_argument("--stepwise", action="store_true",
+                        help="per-round agreement of scaled32 with float64 from the same mask, "
+                             "and where the compounded runs part")
     parser.add_argument("--save-masks", type=Path, default=None)
     parser.add_argument("--compare-masks", type=Path, default=None,
                         help="a --save-masks folder holding the float64 masks of an earlier run")
@@ -239,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         finite_check(args.threads)
         return 0
     rounds = args.rounds or (10 if args.quick else 100)
+    if args.stepwise:
+        for model_name in args.models.split(","):
+            stepwise(model_name, args.quick, rounds, args.sparsity)
+        return 0
     print(f"# SynFlow, {rounds} rounds, sparsity {args.sparsity}, {args.threads} threads, "
           f"torch {torch.__version__}; load average at start: {os.getloadavg()}", flush=True)
     header = (f"{'model':16} {'precision':9} {'cpu s':>8} {'seconds':>8} {'forward':>8} "

@@ -324,10 +324,10 @@ def zero_score_layers(scores: Mapping[str, torch.Tensor],
     """Names of the layers whose scores are identically zero (over their eligible weights)."""
     out = []
     for name, s in scores.items():
-        s = s.detach()
-        if eligible is not None:
-            s = s[eligible[name].to(s.device).bool()]
-        if not bool(s.ne(0).any()):
+        nonzero = s.detach().ne(0)
+        if eligible is not None:  # in place on the fresh flags: no gather, no copy of scores
+            nonzero.logical_and_(eligible[name].to(s.device).bool())
+        if not bool(nonzero.any()):
             out.append(name)
     return out
 
