@@ -110,6 +110,24 @@ def test_recovers_known_function_of_two_features() -> None:
     assert noise.score(test, test["accuracy_drop"]) < 0.2
 
 
+def test_hgb_is_the_small_data_gradient_boosting(table: pd.DataFrame) -> None:
+    """model="hgb" is scikit-learn's HistGradientBoostingRegressor with depth <= 3, learning
+    rate 0.05 x 200 iterations, L2 1.0 and leaves of >= 5 rows, built here independently; a
+    model_params entry overrides one setting."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    cols = ["density.global", "mge.log_paths_deficit"]
+    X, y = table[cols].to_numpy(float), table["accuracy_drop"].to_numpy(float)
+    ours = AccuracyDropRegressor(groups=cols).fit(table)
+    ref = HistGradientBoostingRegressor(max_depth=3, learning_rate=0.05, max_iter=200,
+                                        l2_regularization=1.0, min_samples_leaf=5,
+                                        random_state=0).fit(X, y)
+    np.testing.assert_array_equal(ours.predict(table), ref.predict(X))
+    assert max(p.get_max_depth() for it in ours.model_._predictors for p in it) <= 3
+    deep = AccuracyDropRegressor(groups=cols, model_params={"max_depth": None}).fit(table)
+    assert deep.model_.max_depth is None and deep.model_.learning_rate == 0.05
+
+
 def test_sklearn_composition(table: pd.DataFrame) -> None:
     est = AccuracyDropRegressor(groups="mge,density.global", model="ridge")
     cloned = clone(est)
