@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .estimator import MODELS
 from .evaluate import RANK_P, Evaluation, ranking_summary
 from .schema import TARGET, groups_present
 from .splits import SPLITS
@@ -228,7 +229,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         "definitions of every column in the table's `.features.json`); *agnostic (mask only)*: "
         "the same without the `arch.*` descriptors.", "",
         "## Leave one architecture out, leave one family out", "",
-        f"Model: {ev.model}. Scores on pooled out-of-fold predictions: R², mean absolute error "
+        f"Model: {ev.model} ({MODELS.get(ev.model, ev.model)}; settings fixed a priori, not "
+        "tuned on this table). Scores on pooled out-of-fold predictions: R², mean absolute error "
         "in points, Spearman ρ. Leave one architecture out: each fold holds out every run of "
         "one architecture (model label); leave one family out: of one architecture family.",
         "",
