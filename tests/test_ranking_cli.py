@@ -202,6 +202,12 @@ def test_rebuild_is_build_eval_train_in_one_command(tmp_path, capsys) -> None:
     assert predictor.info["command"] == command
     assert predictor.info["trained_on"]["rows"] == 20
     assert "leave one pruner out" in predictor.info["validation"]
+    # the predictor is the one `regress train` fits on the written table (same rows, digits)
+    from paizoo.regression import load_table, train_predictor
+
+    again = train_predictor(load_table(table_csv), groups="agnostic")
+    np.testing.assert_array_equal(predictor.predict(table), again.predict(table))
+    assert again.info["validation"] == predictor.info["validation"]
     # a malformed source is refused with one message
     assert main(["regress", "rebuild", "--source", "only-a-store.db"]) == 2
     err = capsys.readouterr().err

@@ -5,7 +5,9 @@ time:
 
 1. for each :class:`Source` (a results store, its dataset and the metrics table it gives): build
    the metrics table (mask metrics cached in the store's ``mask_metrics`` table, so a second
-   rebuild only computes the runs that are new) and write it with its column definitions;
+   rebuild only computes the runs that are new) and write it with its column definitions; the
+   next steps read the tables back as written (8 significant digits), so ``paizoo regress eval``
+   / ``train`` on the written tables give the same numbers;
 2. evaluate on the concatenated tables (leave one architecture / family / pruner out, random
    K-fold, ranks of held-out pruners on held-out architectures) and write the report, headed by
    the command;
@@ -107,6 +109,7 @@ def rebuild(
     from .build import build_from_store
     from .evaluate import evaluate
     from .report import write_report
+    from .schema import load_table
     from .train import train_predictor
 
     if not sources:
@@ -119,7 +122,9 @@ def rebuild(
                                  progress=progress)
         write_table(table, src.table)
         seconds[f"build {src.table}"] = time.perf_counter() - t0
-        tables.append(table)
+        # evaluate and train on the tables as written, so that `paizoo regress eval/train` on
+        # the committed tables reproduce the report and the predictor exactly
+        tables.append(load_table(src.table))
         paths.append(Path(src.table))
         _say(log, f"{len(table)} runs from {src.store} -> {src.table} "
                   f"({seconds[f'build {src.table}']:.0f} s)")
