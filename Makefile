@@ -37,8 +37,10 @@ demo: setup data
 
 # The regression from the committed stores: metrics tables, leaderboards/regression.md (headed by
 # the command) and paizoo/regression/predictors/default.skops with its validity domain.
+# More options: make regression REGRESS_ARGS="--note '...'" (see paizoo regress rebuild --help).
+REGRESS_ARGS ?=
 regression: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/paizoo regress rebuild
+	OMP_NUM_THREADS=1 $(VENV)/bin/paizoo regress rebuild $(REGRESS_ARGS)
 
 test: setup data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -p no:cacheprovider
