@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.paizoo-installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup postgres data demo test lint clean
+.PHONY: setup postgres data demo test lint regression clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ data:
 
 demo: setup data
 	OMP_NUM_THREADS=1 $(VENV)/bin/paizoo leaderboard run leaderboards/quick.yaml --threads 1
+
+# The regression from the committed stores: metrics tables, leaderboards/regression.md (headed by
+# the command) and paizoo/regression/predictors/default.skops with its validity domain.
+# More options: make regression REGRESS_ARGS="--note '...'" (see paizoo regress rebuild --help).
+REGRESS_ARGS ?=
+regression: setup
+	OMP_NUM_THREADS=1 $(VENV)/bin/paizoo regress rebuild $(REGRESS_ARGS)
 
 test: setup data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -p no:cacheprovider

@@ -288,7 +288,7 @@ def test_rank_cli_without_default_predictor(tmp_path, monkeypatch, capsys) -> No
     assert main(["rank", "--model", "lenet_300_100", "--dataset", "digits", "--sparsities",
                  "0.9", "--pruners", "magnitude"]) == 2
     err = capsys.readouterr().err
-    assert "no default predictor" in err and "paizoo regress train --table" in err
+    assert "no default predictor" in err and "`paizoo regress rebuild`" in err
 
 
 def test_rank_notes_pruners_that_miss_the_sparsity() -> None:

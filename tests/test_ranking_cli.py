@@ -176,3 +176,39 @@ def test_build_refuses_masks_it_cannot_reproduce(tmp_path) -> None:
         store.add(bad_key)
     with pytest.raises(RegressionError, match="spec cannot be rebuilt"):
         build_from_store(tmp_path / "b.db", groups=["density"], progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:infinite metric values")  # magnitude collapses at s=0.98
+def test_rebuild_is_build_eval_train_in_one_command(tmp_path, capsys) -> None:
+    """`paizoo regress rebuild` writes the table `regress build` writes, a report headed by the
+    command, and a predictor that records the same command and the table's runs."""
+    from paizoo.regression.build import build_from_store
+
+    db, _ = _store(tmp_path)
+    table_csv, report = tmp_path / "t.csv", tmp_path / "r.md"
+    skops = tmp_path / "p.skops"
+    args = ["regress", "rebuild", "--source", f"{db}:digits:{table_csv}", "--report",
+            str(report), "--predictor", str(skops)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "20 runs from" in out and "seconds: build" in out
+    table = pd.read_csv(table_csv)
+    expected = build_from_store(db, datasets=["digits"], progress=False)  # from the cache now
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False, atol=1e-6)
+    assert (tmp_path / "t.features.json").is_file()
+    command = "paizoo " + " ".join(args)
+    assert report.read_text().splitlines()[2].startswith(f"Produced by `{command}`")
+    predictor = load_predictor(skops)
+    assert predictor.info["command"] == command
+    assert predictor.info["trained_on"]["rows"] == 20
+    assert "leave one pruner out" in predictor.info["validation"]
+    # the predictor is the one `regress train` fits on the written table (same rows, digits)
+    from paizoo.regression import load_table, train_predictor
+
+    again = train_predictor(load_table(table_csv), groups="agnostic")
+    np.testing.assert_array_equal(predictor.predict(table), again.predict(table))
+    assert again.info["validation"] == predictor.info["validation"]
+    # a malformed source is refused with one message
+    assert main(["regress", "rebuild", "--source", "only-a-store.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("paizoo: error: --source 'only-a-store.db': expected STORE:DATASET")

@@ -110,6 +110,24 @@ def test_recovers_known_function_of_two_features() -> None:
     assert noise.score(test, test["accuracy_drop"]) < 0.2
 
 
+def test_hgb_is_the_small_data_gradient_boosting(table: pd.DataFrame) -> None:
+    """model="hgb" is scikit-learn's HistGradientBoostingRegressor with depth <= 3, learning
+    rate 0.05 x 200 iterations, L2 1.0 and leaves of >= 5 rows, built here independently; a
+    model_params entry overrides one setting."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    cols = ["density.global", "mge.log_paths_deficit"]
+    X, y = table[cols].to_numpy(float), table["accuracy_drop"].to_numpy(float)
+    ours = AccuracyDropRegressor(groups=cols).fit(table)
+    ref = HistGradientBoostingRegressor(max_depth=3, learning_rate=0.05, max_iter=200,
+                                        l2_regularization=1.0, min_samples_leaf=5,
+                                        random_state=0).fit(X, y)
+    np.testing.assert_array_equal(ours.predict(table), ref.predict(X))
+    assert max(p.get_max_depth() for it in ours.model_._predictors for p in it) <= 3
+    deep = AccuracyDropRegressor(groups=cols, model_params={"max_depth": None}).fit(table)
+    assert deep.model_.max_depth is None and deep.model_.learning_rate == 0.05
+
+
 def test_sklearn_composition(table: pd.DataFrame) -> None:
     est = AccuracyDropRegressor(groups="mge,density.global", model="ridge")
     cloned = clone(est)
@@ -240,7 +258,7 @@ def test_evaluate_and_report(table: pd.DataFrame, tmp_path) -> None:
                    "Permutation feature importance", "Held-out pruner on a held-out architecture",
                    "Rankings with every pruner unseen", "Per held-out architecture",
                    "Kendall τ-b", "RBO", "![predicted vs actual accuracy drop](regression.png)",
-                   "### Model: ridge"):
+                   "### Model: ridge", "seed noise of the actual ranks"):
         assert needle in text
     assert (tmp_path / "regression.png").stat().st_size > 10_000
 
@@ -357,3 +375,22 @@ def test_cli_train_and_eval(table: pd.DataFrame, tmp_path, capsys) -> None:
     table.drop(columns="accuracy_drop").to_csv(bad, index=False)
     assert main(["regress", "eval", "--table", str(bad)]) == 2
     assert "no target column 'accuracy_drop'" in capsys.readouterr().err
+
+
+def test_seed_rank_noise_by_hand() -> None:
+    """Two seeds, one sparsity: p and q swap places between the seeds, r stays last; the 0.8
+    rows are left out (q has no seed-1 run there) and a one-seed model adds nothing."""
+    from paizoo.regression.evaluate import seed_rank_noise
+
+    rows = [("m", "p", 0.5, 0, 1.0), ("m", "q", 0.5, 0, 2.0), ("m", "r", 0.5, 0, 10.0),
+            ("m", "p", 0.5, 1, 3.0), ("m", "q", 0.5, 1, 2.0), ("m", "r", 0.5, 1, 10.0),
+            ("m", "p", 0.8, 0, 50.0), ("m", "q", 0.8, 0, 0.0), ("m", "r", 0.8, 0, 0.0),
+            ("m", "p", 0.8, 1, 50.0), ("m", "r", 0.8, 1, 0.0),
+            ("solo", "p", 0.5, 0, 1.0), ("solo", "q", 0.5, 0, 2.0)]
+    t = pd.DataFrame(rows, columns=["model", "pruner", "sparsity", "seed", "accuracy_drop"])
+    t.insert(0, "dataset", "d")
+    noise = seed_rank_noise(t)
+    assert set(noise["model"]) == {"m"} and len(noise) == 6  # 2 seeds x 3 pruners
+    got = noise.set_index(["seed", "pruner"])["abs_rank_diff"].to_dict()
+    assert got == {(0, "p"): 1, (0, "q"): 1, (0, "r"): 0, (1, "p"): 1, (1, "q"): 1, (1, "r"): 0}
+    assert noise["abs_rank_diff"].mean() == pytest.approx(2 / 3)

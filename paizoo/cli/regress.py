@@ -94,6 +94,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="predictor file to write (.skops)")
     t.set_defaults(func=cmd_train)
+
+    r = cmds.add_parser(
+        "rebuild", help="build the metrics tables, write the report and retrain the predictor",
+        description="From the committed leaderboard stores: build each metrics table (mask "
+                    "metrics cached in the store), evaluate on all of them and write "
+                    "leaderboards/regression.md (headed by this command), and retrain the "
+                    "default predictor with its validity domain and interval calibration. "
+                    "`make regression` runs it.")
+    r.add_argument("--source", action="append", default=None, metavar="STORE:DATASET:TABLE",
+                   help="a store, the dataset of its runs and the table to write (repeatable; "
+                        "default: the archs corpus and the Fashion-MNIST leaderboard)")
+    r.add_argument("--report", default=None, help="Markdown report (default: "
+                   "leaderboards/regression.md)")
+    r.add_argument("--predictor", default=None, help="predictor to write (default: "
+                   "paizoo/regression/predictors/default.skops)")
+    r.add_argument("--no-predictor", action="store_true", help="write the tables and report only")
+    r.add_argument("--note", default="", help="a paragraph for the report and the predictor's "
+                   "validity domain")
+    r.add_argument("--data-root", default=None,
+                   help="dataset folder, to prune again runs whose mask file is absent")
+    r.set_defaults(func=cmd_rebuild)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -108,18 +129,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _write_table(table: object, out_path: str) -> None:
-    import json
+    from ..regression.rebuild import write_table
 
-    from ..regression.agnostic import feature_definitions, layouts_for_table
-
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False, float_format="%.8g")  # type: ignore[attr-defined]
-    layers = [p for lay in layouts_for_table(table).values() for p in lay.params]  # type: ignore[arg-type]
-    defs = feature_definitions(table.columns, layers)  # type: ignore[attr-defined]
-    side = out.with_suffix(".features.json")
-    side.write_text(json.dumps(defs, indent=1) + "\n")
-    print(f"{len(table)} runs x {table.shape[1]} columns written to {out} "  # type: ignore[attr-defined]
+    side = write_table(table, out_path)  # type: ignore[arg-type]
+    print(f"{len(table)} runs x {table.shape[1]} columns written to {out_path} "  # type: ignore[arg-type,attr-defined]
           f"(column definitions: {side})")
 
 
@@ -182,4 +195,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 out=args.out)
     print(predictor.describe())
     print(f"predictor written to {predictor.path}")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ..regression import rebuild as rb
+
+    sources = [rb.Source.parse(t) for t in args.source] if args.source else rb.DEFAULT_SOURCES
+    report = args.report or rb.DEFAULT_REPORT
+    predictor = None if args.no_predictor else (args.predictor or rb.DEFAULT_PREDICTOR)
+    command = ("paizoo regress rebuild"
+               + "".join(f" --source {shlex.quote(t)}" for t in args.source or ())
+               + (f" --report {shlex.quote(args.report)}" if args.report else "")
+               + (f" --predictor {shlex.quote(args.predictor)}" if args.predictor else "")
+               + (" --no-predictor" if args.no_predictor else "")
+               + (f" --note {shlex.quote(args.note)}" if args.note else ""))
+    res = rb.rebuild(sources, report=report, predictor=predictor, command=command,
+                     note=args.note, data_root=args.data_root)
+    print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in res.seconds.items()))
     return 0

@@ -282,6 +282,39 @@ def _context_columns(table: pd.DataFrame) -> list[str]:
     return ["dataset", "model"] + (["config"] if "config" in table.columns else [])
 
 
+def seed_rank_noise(table: pd.DataFrame) -> pd.DataFrame:
+    """How far a pruner's rank moves between seeds of the same runs (the noise of the actual
+    ranks the rank errors are measured against).
+
+    Per (dataset, model, config) context with at least two seeds, and per seed ``s``: the
+    pruners are ranked (:func:`~paizoo.regression.ranking.ranked`) by their drop averaged over
+    ``s``'s runs and by their drop averaged over the other seeds' runs (per sparsity first, then
+    over the sparsities where every pruner of the context has runs of ``s`` and of another
+    seed). One row per (context, seed, pruner) with ``abs_rank_diff``.
+    """
+    ctx = _context_columns(table)
+    rows: list[dict[str, object]] = []
+    for key, g in table.groupby(ctx, dropna=False):
+        seeds = sorted(g["seed"].unique())
+        pruners = set(g["pruner"])
+        if len(seeds) < 2 or len(pruners) < 2:
+            continue
+        for s in seeds:
+            one = g[g["seed"] == s].groupby(["sparsity", "pruner"])[TARGET].mean()
+            rest = g[g["seed"] != s].groupby(["sparsity", "pruner"])[TARGET].mean()
+            common = [sp for sp in sorted(set(g["sparsity"]))
+                      if all((sp, p) in one.index and (sp, p) in rest.index for p in pruners)]
+            if not common:
+                continue
+            by_one = {p: float(np.mean([one[(sp, p)] for sp in common])) for p in pruners}
+            by_rest = {p: float(np.mean([rest[(sp, p)] for sp in common])) for p in pruners}
+            r1, r2 = ranked(by_one), ranked(by_rest)
+            for p in sorted(pruners):
+                rows.append({**dict(zip(ctx, key, strict=True)), "seed": s, "pruner": p,
+                             "abs_rank_diff": abs(r1.index(p) - r2.index(p))})
+    return pd.DataFrame(rows)
+
+
 def ranking_rows(table: pd.DataFrame, pred: np.ndarray, held_out: str,
                  p: float = RANK_P) -> list[dict[str, object]]:
     """Kendall tau and RBO between the pruner rankings by ``pred`` and by the actual drops,

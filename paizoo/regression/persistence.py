@@ -131,8 +131,9 @@ def load_predictor(path: str | os.PathLike | None = None,
         from .train import RETRAIN_COMMAND
 
         raise PredictorFileError(
-            f"this paizoo has no default predictor ({path} is missing); build it from the "
-            f"Fashion-MNIST metrics tables with `{RETRAIN_COMMAND}`, or pass --predictor FILE")
+            f"this paizoo has no default predictor ({path} is missing); rebuild it from the "
+            f"committed leaderboard stores with `{RETRAIN_COMMAND}` (`make regression`), or "
+            "pass --predictor FILE")
     if not path.is_file():
         raise PredictorFileError(f"no predictor file at {path}; train one with `paizoo regress "
                                  "train --table TABLE.csv --out FILE.skops`")

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .evaluate import RANK_P, Evaluation, ranking_summary
+from .estimator import MODELS
+from .evaluate import RANK_P, Evaluation, ranking_summary, seed_rank_noise
 from .schema import TARGET, groups_present
 from .splits import SPLITS
 
@@ -192,6 +193,15 @@ def goals_text(ev: Evaluation) -> list[str]:
         out.append(f"- held-out pruner on a held-out architecture: mean absolute rank error "
                    f"{e:.2f} over {len(ev.pairs)} pairs (goal <= {GOALS['pair_rank_error']:g}: "
                    f"{'reached' if e <= GOALS['pair_rank_error'] else 'not reached'})")
+        noise = seed_rank_noise(ev.table)
+        if len(noise):
+            out.append(
+                f"- seed noise of the actual ranks, for scale: a pruner's rank by one seed's "
+                f"drops differs from its rank by the other seeds' by "
+                f"{noise['abs_rank_diff'].mean():.2f} on average ({len(noise)} cells on "
+                f"{noise['model'].nunique()} architecture(s) with >= 2 seeds; "
+                "paizoo.regression.evaluate.seed_rank_noise); the actual ranks above average "
+                "only the seeds there are")
     return out
 
 
@@ -228,7 +238,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
         "definitions of every column in the table's `.features.json`); *agnostic (mask only)*: "
         "the same without the `arch.*` descriptors.", "",
         "## Leave one architecture out, leave one family out", "",
-        f"Model: {ev.model}. Scores on pooled out-of-fold predictions: R², mean absolute error "
+        f"Model: {ev.model} ({MODELS.get(ev.model, ev.model)}; settings fixed a priori, not "
+        "tuned on this table). Scores on pooled out-of-fold predictions: R², mean absolute error "
         "in points, Spearman ρ. Leave one architecture out: each fold holds out every run of "
         "one architecture (model label); leave one family out: of one architecture family.",
         "",

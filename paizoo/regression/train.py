@@ -17,10 +17,9 @@ from .persistence import Predictor, save_predictor
 from .schema import TARGET, GroupSpec, as_group_list, validate_table
 from .splits import SPLITS, available_splits, make_folds, split_kind
 
-#: the command that retrains the shipped predictor (``paizoo/regression/predictors/``)
-RETRAIN_COMMAND = ("paizoo regress train --table leaderboards/fashion-mnist-archs-metrics.csv "
-                   "--table leaderboards/fashion-mnist-metrics.csv "
-                   "--out paizoo/regression/predictors/default.skops --note NOTE")
+#: the command that rebuilds the metrics tables, the report and the shipped predictor
+#: (``paizoo/regression/predictors/``) from the committed stores (:mod:`.rebuild`)
+RETRAIN_COMMAND = "paizoo regress rebuild"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
