@@ -8,7 +8,8 @@ told otherwise) runs once per precision in the same process:
   (:mod:`paizoo.pruners._scaled`), the path that cannot overflow;
 * ``float32``: plain float32 (the reference code's precision), which overflows on deep nets;
 * ``float64-perturbed`` (on request): float64 on a copy whose prunable weights are multiplied by
-  (1 + 2^-24 u), u uniform in (-1, 1): how far float32-sized noise alone moves the mask.
+  (1 + 2^-E u), u uniform in (-1, 1), E = ``--perturb-exponent`` (default 24): how far noise of
+  float32's size alone moves the mask.
 
 Columns: ``cpu s`` = CPU seconds of the process for the whole ``paizoo.prune`` call (the fairer
 measure on a shared, oversubscribed machine), then its wall-clock seconds, split into forward (the
@@ -74,8 +75,8 @@ def build(name: str, quick: bool) -> tuple[nn.Module, tuple[int, ...]]:
 PERTURBED = "float64-perturbed"
 
 
-def perturbed(model: nn.Module) -> nn.Module:
-    """A copy whose prunable weights are multiplied by (1 + 2^-24 u), u ~ U(-1, 1) (seed 0):
+def perturbed(model: nn.Module, exponent: int = 24) -> nn.Module:
+    """A copy whose prunable weights are multiplied by (1 + 2^-exponent u), u ~ U(-1, 1) (seed 0):
     float64 SynFlow on it shows how far float32-sized rounding noise alone moves the mask."""
     import copy
 
@@ -84,7 +85,7 @@ def perturbed(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for p in paizoo.prunable_parameters(copied).values():
             noise = torch.rand(p.shape, generator=generator, dtype=torch.float64) * 2 - 1
-            p.copy_((p.double() * (1 + 2.0 ** -24 * noise)).to(p.dtype))
+            p.copy_((p.double() * (1 + 2.0 ** -exponent * noise)).to(p.dtype))
     return copied
 
 
@@ -337,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--finite", action="store_true",
                         help="only check one round at 224x224 on " + ", ".join(FINITE_MODELS))
+    parser.add_argument("--perturb-exponent", type=int, default=24,
+                        help="float64-perturbed: weights times (1 + 2^-E u)")
     parser.add_argument("--stepwise", action="store_true",
                         help="per-round agreement of scaled32 with float64 from the same mask, "
                              "and where the compounded runs part")
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in args.precisions.split(","):
             subject = model
             if precision == PERTURBED:  # float64 on weights moved by float32 rounding noise
-                subject = perturbed(model)
+                subject = perturbed(model, args.perturb_exponent)
             pruner = paizoo.create_pruner("synflow", precision=precision.split("-")[0],
                                           rounds=rounds)
             profile = Profile()
