@@ -215,6 +215,13 @@ def test_tied_linear_layers_one_entry_both_masked() -> None:
     assert torch.equal(model[0].weight != 0, mask["0.weight"])
 
 
+def test_cover_that_is_not_a_kind_name_is_a_coverage_error() -> None:
+    model = nn.Sequential(nn.Linear(4, 2))
+    for bad in (True, 1, ["attention", None]):
+        with pytest.raises(paizoo.CoverageError, match="unknown cover"):
+            prunable_parameters(model, cover=bad)  # type: ignore[arg-type]
+
+
 def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
     """SynFlow on a token model equals SynFlow on the same network with the embedding replaced
     by a Linear layer fed the uniform one-hot mixture (1/V) 1 (checked by hand)."""
