@@ -257,17 +257,25 @@ class Mask(Mapping[str, torch.Tensor]):
         """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``.
 
         Names are those of ``named_parameters()`` (``x`` for a masked ``x_orig``), and for a tied
-        parameter the name of any of its uses.
+        parameter the name of any of its uses (one entry per tensor: two names of one tied
+        tensor are a mismatch).
         """
         params = {n: info.param for info in parameter_table(model).values()
                   for n in (info.name, *info.aliases)}
         problems = []
+        named: dict[int, str] = {}  # id(tensor) -> the mask entry that names it
         for name, t in self._tensors.items():
             if name not in params:
                 problems.append(f"  {name}: no such parameter in {type(model).__name__}")
             elif tuple(params[name].shape) != tuple(t.shape):
                 problems.append(f"  {name}: mask shape {tuple(t.shape)} but parameter shape "
                                 f"{tuple(params[name].shape)}")
+            elif id(params[name]) in named:
+                problems.append(f"  {name}: the same tensor as {named[id(params[name])]!r} "
+                                "(tied weights: one mask entry per tensor, which masks every "
+                                "use)")
+            else:
+                named[id(params[name])] = name
         if problems:
             raise MaskMismatchError(
                 f"the mask does not fit {type(model).__name__} ({len(problems)} problem(s)):\n"

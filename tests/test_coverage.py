@@ -215,6 +215,21 @@ def test_tied_linear_layers_one_entry_both_masked() -> None:
     assert torch.equal(model[0].weight != 0, mask["0.weight"])
 
 
+def test_a_mask_naming_one_tied_tensor_twice_is_refused() -> None:
+    # state_dict() lists a tied tensor under every name; a mask built from it has one entry per
+    # name, which would count the 36 weights twice and intersect the two masks on apply
+    a, b = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
+    b.weight = a.weight
+    model = nn.Sequential(a, nn.ReLU(), b)
+    assert list(model.state_dict()) == ["0.weight", "2.weight"]
+    keep = torch.ones(6, 6, dtype=torch.bool)
+    mask = paizoo.Mask({"0.weight": keep, "2.weight": ~keep})
+    with pytest.raises(paizoo.MaskMismatchError, match=r"2\.weight: the same tensor as "
+                       r"'0\.weight'"):
+        mask.apply(model)
+    assert not paizoo.reparam.is_masked(model)
+
+
 def test_cover_that_is_not_a_kind_name_is_a_coverage_error() -> None:
     model = nn.Sequential(nn.Linear(4, 2))
     for bad in (True, 1, ["attention", None]):
