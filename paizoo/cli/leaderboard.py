@@ -10,7 +10,7 @@ from pathlib import Path
 from ..leaderboard.config import LeaderboardConfig
 from ..leaderboard.executor import Executor
 from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
-from ..results.store import BaseStore, is_url, open_store
+from ..results.store import BaseStore, ResultStore, is_url, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -246,10 +246,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     validate_entries(config)  # before the store is opened (or created)
-    store = _store(config, args.store)
+    location = args.store or config.store
+    if not is_url(location) and not Path(location).exists():
+        # nothing is done yet; a status query creates no database (nor folders) at the path
+        store: BaseStore = ResultStore(":memory:")
+        where = f"no results store at {location} yet"
+    else:
+        store = _store(config, args.store)
+        where = f"store {store.location}"
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "
-          f"(store {store.location})")
+          f"({where})")
     leases = store.leases()
     running = [s for s in status.missing if s.key in leases and leases[s.key][1] > 0]
     if running:
