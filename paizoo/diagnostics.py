@@ -191,14 +191,17 @@ def connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
 
 def _functional_connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
                              shape: tuple[int, ...], seed: int) -> Connectivity:
-    from .params import prunable_parameters
+    from .params import parameter_table
     from .pruners.base import _working_copy
     from .reparam import remove_masks
 
     try:
         work = _working_copy(model)
         remove_masks(work)
-        params = prunable_parameters(work)
+        # every parameter by every name (not only the default coverage: a mask may hold
+        # attention, recurrent, embedding or included weights, or a tied tensor's other name)
+        params = {n: info.param for info in parameter_table(work).values()
+                  for n in (info.name, *info.aliases)}
         device = next(iter(params.values())).device
         with torch.no_grad():
             for name, keep in mask.items():
