@@ -10,7 +10,7 @@ from pathlib import Path
 from ..leaderboard.config import LeaderboardConfig
 from ..leaderboard.executor import Executor
 from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
-from ..results.store import BaseStore, ResultStore, is_url, open_store
+from ..results.store import BaseStore, ResultStore, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -168,6 +168,11 @@ def _store(config: LeaderboardConfig, override: str | None) -> BaseStore:
     return open_store(override or config.store)
 
 
+def _missing_local_store(location: str) -> bool:
+    """A SQLite path with no file yet (a URL, supported or not, is left to open_store)."""
+    return "://" not in str(location) and not Path(location).exists()
+
+
 def _print_tables(config: LeaderboardConfig, text: str) -> None:
     """Print each model's section (title, training, dense line, table) of the rendered md."""
     sections = text.split("\n## ")
@@ -227,7 +232,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     config = _load(args.name, args.config)
     location = args.store or config.store
-    if not is_url(location) and not Path(location).exists():
+    if _missing_local_store(location):
         print(f"paizoo: error: no results store at {location}; run `paizoo leaderboard run "
               f"{config.path}` first", file=sys.stderr)
         return 2
@@ -247,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args.config)
     validate_entries(config)  # before the store is opened (or created)
     location = args.store or config.store
-    if not is_url(location) and not Path(location).exists():
+    if _missing_local_store(location):
         # nothing is done yet; a status query creates no database (nor folders) at the path
         store: BaseStore = ResultStore(":memory:")
         where = f"no results store at {location} yet"
