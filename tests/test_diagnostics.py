@@ -153,6 +153,28 @@ def test_connectivity_of_masks_beyond_the_default_coverage() -> None:
     assert state.connected is True and "still depends on its input" in state.how
 
 
+class _TokenNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(12, 8)
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc(self.embed(tokens).mean(1))))
+
+
+def test_connectivity_of_a_token_input_model_feeds_token_ids() -> None:
+    model = _TokenNet()
+    full = paizoo.Mask.ones(model)
+    state = connectivity(model, full, (5,))
+    assert state.connected is True and "still depends on its input" in state.how
+    no_fc = paizoo.Mask({**full, "fc.weight": torch.zeros(8, 8, dtype=torch.bool)})
+    state = connectivity(model, no_fc, (5,))
+    assert state.connected is False and "no longer depends" in state.how
+
+
 # ---- the warnings -----------------------------------------------------------------------------
 
 
