@@ -200,6 +200,20 @@ def test_weight_norm_mask_emptying_a_row_is_refused() -> None:
         mask.apply(model)
 
 
+def test_a_refused_weight_norm_mask_leaves_the_model_untouched() -> None:
+    # the refused weight is the mask's second entry: nothing is applied, not even the first
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    parametrizations.weight_norm(model[2])
+    first = torch.ones(8, 8, dtype=torch.bool)
+    first[0, 0] = False
+    second = torch.ones(4, 8, dtype=torch.bool)
+    second[1] = False
+    mask = paizoo.Mask({"0.weight": first, "2.parametrizations.weight.original1": second})
+    with pytest.raises(paizoo.CoverageError, match=r"1 slice\(s\)"):
+        mask.apply(model)
+    assert not paizoo.reparam.is_masked(model) and "weight" in model[0]._parameters
+
+
 def test_tied_linear_layers_one_entry_both_masked() -> None:
     torch.manual_seed(0)
     a, b = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
