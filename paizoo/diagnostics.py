@@ -164,7 +164,8 @@ def connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
     answer independent of the weights' values. Where that finds no path, or the model has no
     linearisation (parameters outside Conv/Linear/norm layers, such as layer scales, tokens or
     attention), it is decided functionally: the masked network (weights times mask, eval mode)
-    is run on two random inputs, and it is connected iff the two outputs differ. A disconnected
+    is run on two random inputs (random token ids for a model with an ``nn.Embedding``), and it
+    is connected iff the two outputs differ. A disconnected
     network's output is computed from biases alone and is bit-identical for both; a path count
     of zero can miss the signal that passes a multiplicative gate whose own branch is pruned
     (squeeze-and-excitation: ``x * sigmoid(0)``), which the functional check sees.
@@ -191,23 +192,35 @@ def connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
 
 def _functional_connectivity(model: nn.Module, mask: Mapping[str, torch.Tensor],
                              shape: tuple[int, ...], seed: int) -> Connectivity:
-    from .params import prunable_parameters
+    from .params import parameter_table
     from .pruners.base import _working_copy
     from .reparam import remove_masks
 
     try:
         work = _working_copy(model)
         remove_masks(work)
-        params = prunable_parameters(work)
+        # every parameter by every name (not only the default coverage: a mask may hold
+        # attention, recurrent, embedding or included weights, or a tied tensor's other name)
+        params = {n: info.param for info in parameter_table(work).values()
+                  for n in (info.name, *info.aliases)}
         device = next(iter(params.values())).device
         with torch.no_grad():
             for name, keep in mask.items():
                 params[name].mul_(keep.to(device=device, dtype=params[name].dtype))
             work.eval()
             gen = torch.Generator().manual_seed(seed)
+            # a token-input model (an nn.Embedding) reads random ids valid for every embedding
+            vocab = min((m.num_embeddings for m in work.modules()
+                         if isinstance(m, (nn.Embedding, nn.EmbeddingBag))), default=None)
+
+            def draw() -> torch.Tensor:
+                if vocab is not None:
+                    return torch.randint(vocab, (1, *shape), generator=gen)
+                return torch.rand((1, *shape), generator=gen)
+
             # one sample per call: the same kernels on the same shapes, so a constant output is
             # bit-identical (rows of one batch may take different GEMM paths)
-            outs = [work(torch.rand((1, *shape), generator=gen).to(device)) for _ in range(2)]
+            outs = [work(draw().to(device)) for _ in range(2)]
     except Exception as exc:
         return Connectivity(None, f"not checked ({type(exc).__name__}: {exc})")
     if not all(isinstance(out, torch.Tensor) for out in outs):

@@ -21,7 +21,14 @@ import torch
 from torch import nn
 
 from .errors import MaskFileError, MaskMismatchError
-from .params import Cover, Coverage, Patterns, parameter_table, prunable_parameters
+from .params import (
+    Cover,
+    Coverage,
+    Patterns,
+    parameter_table,
+    prunable_parameters,
+    select_parameters,
+)
 
 
 class LayerCollapseWarning(UserWarning):
@@ -257,17 +264,25 @@ class Mask(Mapping[str, torch.Tensor]):
         """Raise :class:`MaskMismatchError` listing every name/shape that does not fit ``model``.
 
         Names are those of ``named_parameters()`` (``x`` for a masked ``x_orig``), and for a tied
-        parameter the name of any of its uses.
+        parameter the name of any of its uses (one entry per tensor: two names of one tied
+        tensor are a mismatch).
         """
         params = {n: info.param for info in parameter_table(model).values()
                   for n in (info.name, *info.aliases)}
         problems = []
+        named: dict[int, str] = {}  # id(tensor) -> the mask entry that names it
         for name, t in self._tensors.items():
             if name not in params:
                 problems.append(f"  {name}: no such parameter in {type(model).__name__}")
             elif tuple(params[name].shape) != tuple(t.shape):
                 problems.append(f"  {name}: mask shape {tuple(t.shape)} but parameter shape "
                                 f"{tuple(params[name].shape)}")
+            elif id(params[name]) in named:
+                problems.append(f"  {name}: the same tensor as {named[id(params[name])]!r} "
+                                "(tied weights: one mask entry per tensor, which masks every "
+                                "use)")
+            else:
+                named[id(params[name])] = name
         if problems:
             raise MaskMismatchError(
                 f"the mask does not fit {type(model).__name__} ({len(problems)} problem(s)):\n"
@@ -338,7 +353,7 @@ class Mask(Mapping[str, torch.Tensor]):
         if model is not None:
             mask.check_compatible(model)
             if strict:
-                missing = [n for n in prunable_parameters(model) if n not in mask._tensors]
+                missing = _prunable_missing(model, mask)
                 if missing:
                     raise MaskMismatchError(
                         f"the mask file {path} lacks {len(missing)} of the "
@@ -361,6 +376,19 @@ class Mask(Mapping[str, torch.Tensor]):
         if not isinstance(out, dict):
             raise MaskFileError(f"{path}: the paizoo metadata is not a JSON object")
         return out
+
+
+def _prunable_missing(model: nn.Module, mask: Mask) -> list[str]:
+    """The default-coverage prunable parameters of ``model`` that ``mask`` does not hold under
+    any of their names (a tied tensor may be held under any use's name); parameters paizoo
+    refuses to mask (:class:`~paizoo.errors.CoverageError` when pruned) cannot be held, so
+    they are not missing."""
+    table = parameter_table(model)
+    held = {id(info.param) for info in table.values()
+            if any(n in mask._tensors for n in (info.name, *info.aliases))}
+    refused = [n for n, info in table.items() if info.refusal is not None]
+    return [n for n, info in select_parameters(model, exclude=refused).items()
+            if id(info.param) not in held]
 
 
 def _read_safetensors(path: Path, *, tensors: bool

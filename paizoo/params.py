@@ -128,7 +128,12 @@ def resolve_cover(cover: Cover) -> frozenset[str]:
     """The kinds pruned under ``cover`` (always including ``conv`` and ``linear``)."""
     if cover is None:
         return DEFAULT_KINDS
-    items = [cover] if isinstance(cover, str) else list(cover)
+    if isinstance(cover, str):
+        items = [cover]
+    elif isinstance(cover, Iterable):
+        items = list(cover)
+    else:
+        items = [cover]  # e.g. True: refused below like any other unknown kind
     kinds = set(DEFAULT_KINDS)
     for item in items:
         if item == "all":

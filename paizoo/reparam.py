@@ -53,10 +53,11 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
     table = parameter_table(model)
     by_name = {n: info.param for info in table.values() for n in (info.name, *info.aliases)}
     uses = _uses(model)
+    for name, keep in mask.items():  # refuse before changing anything
+        for module, attr in uses[id(by_name[name])]:
+            _check_weight_norm_rows(module, attr, keep, name)
     for name, keep in mask.items():
         param = by_name[name]
-        for module, attr in uses[id(param)]:
-            _check_weight_norm_rows(module, attr, keep, name)
         for module, attr in uses[id(param)]:
             torch_prune.custom_from_mask(module, attr,
                                          keep.to(device=param.device, dtype=param.dtype))

@@ -64,6 +64,18 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
      ["required: --pruner", "paizoo prune --help"]),
     ("bad-grid-entry", ["leaderboard", "status", "badgrid.yaml"], 2,
      ["pruners[random]", "unknown distribution 'zzz'"]),
+    ("render-store-url-unsupported", ["leaderboard", "render", "lb", "--config", "lb.yaml",
+                                      "--store", "mysql://host/db"], 1,
+     ["unsupported store URL 'mysql://host/db'", "postgresql://"]),
+    ("status-store-url-unsupported", ["leaderboard", "status", "lb.yaml", "--store",
+                                      "mysql://host/db"], 1,
+     ["unsupported store URL 'mysql://host/db'", "postgresql://"]),
+    ("lease-ttl-zero", ["leaderboard", "run", "lb.yaml", "--lease-ttl", "0"], 2,
+     ["--lease-ttl", "must be > 0 seconds", "got '0'"]),
+    ("limit-negative", ["leaderboard", "run", "lb.yaml", "--limit", "-1"], 2,
+     ["--limit", "must be >= 0", "got '-1'"]),
+    ("max-retries-negative", ["leaderboard", "run", "lb.yaml", "--max-retries", "-1"], 2,
+     ["--max-retries", "must be >= 0"]),
 ]
 IDS = [c[0] for c in CASES]
 

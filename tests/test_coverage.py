@@ -200,6 +200,20 @@ def test_weight_norm_mask_emptying_a_row_is_refused() -> None:
         mask.apply(model)
 
 
+def test_a_refused_weight_norm_mask_leaves_the_model_untouched() -> None:
+    # the refused weight is the mask's second entry: nothing is applied, not even the first
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    parametrizations.weight_norm(model[2])
+    first = torch.ones(8, 8, dtype=torch.bool)
+    first[0, 0] = False
+    second = torch.ones(4, 8, dtype=torch.bool)
+    second[1] = False
+    mask = paizoo.Mask({"0.weight": first, "2.parametrizations.weight.original1": second})
+    with pytest.raises(paizoo.CoverageError, match=r"1 slice\(s\)"):
+        mask.apply(model)
+    assert not paizoo.reparam.is_masked(model) and "weight" in model[0]._parameters
+
+
 def test_tied_linear_layers_one_entry_both_masked() -> None:
     torch.manual_seed(0)
     a, b = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
@@ -213,6 +227,28 @@ def test_tied_linear_layers_one_entry_both_masked() -> None:
     paizoo.remove_masks(model)
     assert model[2].weight is model[0].weight  # still tied, now with the zeros baked in
     assert torch.equal(model[0].weight != 0, mask["0.weight"])
+
+
+def test_a_mask_naming_one_tied_tensor_twice_is_refused() -> None:
+    # state_dict() lists a tied tensor under every name; a mask built from it has one entry per
+    # name, which would count the 36 weights twice and intersect the two masks on apply
+    a, b = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
+    b.weight = a.weight
+    model = nn.Sequential(a, nn.ReLU(), b)
+    assert list(model.state_dict()) == ["0.weight", "2.weight"]
+    keep = torch.ones(6, 6, dtype=torch.bool)
+    mask = paizoo.Mask({"0.weight": keep, "2.weight": ~keep})
+    with pytest.raises(paizoo.MaskMismatchError, match=r"2\.weight: the same tensor as "
+                       r"'0\.weight'"):
+        mask.apply(model)
+    assert not paizoo.reparam.is_masked(model)
+
+
+def test_cover_that_is_not_a_kind_name_is_a_coverage_error() -> None:
+    model = nn.Sequential(nn.Linear(4, 2))
+    for bad in (True, 1, ["attention", None]):
+        with pytest.raises(paizoo.CoverageError, match="unknown cover"):
+            prunable_parameters(model, cover=bad)  # type: ignore[arg-type]
 
 
 def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
@@ -239,9 +275,28 @@ def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
 
 
 def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None:
-    class Conditioned(nn.Module):  # float input, an embedding elsewhere
+    class Tokens(nn.Module):  # token ids in, one sequence at a time (NTK-SAP feeds a batch)
         def __init__(self) -> None:
             super().__init__()
+            self.embed = nn.Embedding(3, 4)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            if tokens.shape[0] != 1:
+                raise ValueError("one sequence at a time")
+            return self.fc(self.embed(tokens).mean(1))
+
+    with pytest.raises(paizoo.UnsupportedLayerError, match=r"token ids of shape \(2, 4\).*"
+                       r"forward failed: one sequence at a time"):
+        paizoo.prune(Tokens(), "ntksap", sparsity=0.5, input_shape=(4,), rounds=1, draws=1,
+                     batch_size=2)
+
+
+def test_data_free_pruners_on_a_float_model_with_an_embedding_elsewhere() -> None:
+    class Conditioned(nn.Module):  # float input, an embedding looked up by a fixed label
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
             self.label = nn.Embedding(3, 4)
             self.fc = nn.Linear(4, 2)
 
@@ -250,10 +305,11 @@ def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None
             return self.fc(x) + self.label(labels)[:, :2]
 
     for pruner in ("synflow", "ntksap"):
-        with pytest.raises(paizoo.UnsupportedLayerError, match=r"token ids of shape.*forward "
-                           r"failed"):
-            paizoo.prune(Conditioned(), pruner, sparsity=0.5, input_shape=(4,), rounds=1,
-                         **({"draws": 1, "batch_size": 2} if pruner == "ntksap" else {}))
+        options = {"draws": 1, "batch_size": 2} if pruner == "ntksap" else {}
+        with pytest.warns(paizoo.CoverageWarning, match="label.weight"):
+            mask = paizoo.prune(Conditioned(), pruner, sparsity=0.5, input_shape=(4,),
+                                rounds=1, **options)
+        assert list(mask) == ["fc.weight"] and mask.num_kept == 4
 
 
 def test_cli_cover_and_include(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -361,6 +417,58 @@ def test_weight_standardised_convolutions_are_refused() -> None:
         paizoo.prune(model, "magnitude", sparsity=0.5)
     assert list(paizoo.prune(model, "magnitude", sparsity=0.5, exclude="0.weight")) == [
         "2.weight"]
+
+
+class _PatchNet(nn.Module):
+    """An image model whose learnt positions are an nn.Embedding looked up by patch index (or,
+    with ``table=True``, the same values as a plain parameter): not a token-input model."""
+
+    def __init__(self, table: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch = nn.Conv2d(3, 8, 4, 4, bias=False)
+        self.pos = nn.Embedding(4, 8)
+        self.head = nn.Linear(8, 3, bias=False)
+        if table:
+            self.pos_table = nn.Parameter(self.pos.weight.detach().clone())
+            del self.pos
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.patch(x).flatten(2).transpose(1, 2)
+        positions = torch.arange(h.shape[1], device=x.device)
+        h = h + (self.pos_table[positions] if hasattr(self, "pos_table") else self.pos(positions))
+        return self.head(torch.relu(h).mean(1))
+
+
+@pytest.mark.parametrize("config", [{"rounds": 3}, {"rounds": 3, "precision": "scaled32"}])
+def test_synflow_on_an_image_model_with_embedded_positions(config) -> None:
+    # the embedding does not read the input: SynFlow feeds the images' all-ones input and the
+    # positions are looked up as usual, exactly as for the same table held as a parameter
+    with pytest.warns(paizoo.CoverageWarning, match="pos.weight"):
+        mask = paizoo.prune(_PatchNet(), "synflow", sparsity=0.5, input_shape=(3, 8, 8),
+                            **config)
+    with pytest.warns(paizoo.CoverageWarning, match="pos_table"):
+        twin = paizoo.prune(_PatchNet(table=True), "synflow", sparsity=0.5,
+                            input_shape=(3, 8, 8), **config)
+    assert mask == twin
+
+
+def test_ntksap_on_an_image_model_with_embedded_positions() -> None:
+    config = {"rounds": 1, "draws": 1, "batch_size": 4}
+    with pytest.warns(paizoo.CoverageWarning, match="pos.weight"):
+        mask = paizoo.prune(_PatchNet(), "ntksap", sparsity=0.5, input_shape=(3, 8, 8), **config)
+    with pytest.warns(paizoo.CoverageWarning, match="pos_table"):
+        twin = paizoo.prune(_PatchNet(table=True), "ntksap", sparsity=0.5,
+                            input_shape=(3, 8, 8), **config)
+    assert mask == twin
+
+
+def test_phew_names_the_real_obstacle_of_an_image_model_with_embedded_positions() -> None:
+    # not "cannot start from token ids": the model takes images; PHEW stops at what it cannot
+    # follow (here the transpose of the patch tokens)
+    with pytest.raises(paizoo.UnsupportedLayerError, match="transpose") as info:
+        paizoo.prune(_PatchNet(), "phew", sparsity=0.5, input_shape=(3, 8, 8))
+    assert "token ids" not in str(info.value)
 
 
 def test_token_placeholder_avoids_the_padding_index() -> None:

@@ -127,6 +127,54 @@ def test_connectivity_without_a_linearisation_runs_the_masked_network() -> None:
     assert state.connected is False and "no longer depends" in state.how
 
 
+class _GRUNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def test_connectivity_of_masks_beyond_the_default_coverage() -> None:
+    # a mask made with cover="recurrent" holds weights outside the default coverage; pruning
+    # every input weight of the GRU leaves an output computed from biases alone
+    model = _GRUNet()
+    full = paizoo.Mask.ones(model, cover="recurrent")
+    assert "rnn.weight_ih_l0" in full
+    no_input = paizoo.Mask({**full, "rnn.weight_ih_l0": torch.zeros(24, 4, dtype=torch.bool)})
+    state = connectivity(model, no_input, (5, 4))
+    assert state.connected is False and "no longer depends" in state.how
+    one_input = torch.zeros(24, 4, dtype=torch.bool)
+    one_input[:, 0] = True
+    state = connectivity(model, paizoo.Mask({**full, "rnn.weight_ih_l0": one_input}), (5, 4))
+    assert state.connected is True and "still depends on its input" in state.how
+
+
+class _TokenNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(12, 8)
+        self.fc = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.fc(self.embed(tokens).mean(1))))
+
+
+def test_connectivity_of_a_token_input_model_feeds_token_ids() -> None:
+    model = _TokenNet()
+    full = paizoo.Mask.ones(model)
+    state = connectivity(model, full, (5,))
+    assert state.connected is True and "still depends on its input" in state.how
+    no_fc = paizoo.Mask({**full, "fc.weight": torch.zeros(8, 8, dtype=torch.bool)})
+    state = connectivity(model, no_fc, (5,))
+    assert state.connected is False and "no longer depends" in state.how
+
+
 # ---- the warnings -----------------------------------------------------------------------------
 
 

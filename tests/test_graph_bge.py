@@ -139,3 +139,30 @@ def test_applied_masks_dense_and_errors():
         bipartite(model, kind="unrolled")
     with pytest.raises(NoPrunableParametersError):
         bipartite(nn.Sequential(nn.ReLU()))
+
+
+def test_mask_entries_the_encodings_cannot_represent_are_refused() -> None:
+    # a mask made with cover="recurrent" holds GRU weights, which no bipartite graph represents:
+    # refused by name instead of encoding the Linear layer alone as if that were the network
+    from paizoo.errors import MaskMismatchError
+
+    class GRUNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(4, 8, batch_first=True)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.rnn(x)[0][:, -1])
+
+    model = GRUNet()
+    mask = paizoo.Mask.ones(model, cover="recurrent")
+    pattern = r"rnn\.weight_ih_l0.*rnn\.weight_hh_l0.*not Conv/Linear weights"
+    with pytest.raises(MaskMismatchError, match=pattern):
+        bipartite(model, mask)
+    import paizoo.metrics as pm
+
+    for group in ("ramanujan", "spectral"):
+        with pytest.raises(MaskMismatchError, match=pattern):
+            pm.compute(model, mask, (5, 4), groups=[group])
+    assert list(bipartite(model, paizoo.Mask.ones(model))) == ["fc.weight"]

@@ -390,6 +390,17 @@ def test_cli_status_and_render(store_url, tmp_path, capsys):
     assert "—" in (cfg_path.parent / "tiny.md").read_text()  # the missing cell
 
 
+def test_cli_status_of_a_store_not_created_yet_creates_nothing(tmp_path, capsys):
+    cfg_path = _write(tmp_path, _config(tmp_path, pruners=[{"name": "magnitude"}],
+                                        sparsities=[0.5]))
+    before = set(tmp_path.rglob("*"))
+    typo = tmp_path / "no-such-folder" / "results.db"
+    assert main(["leaderboard", "status", str(cfg_path), "--store", str(typo)]) == 0
+    out = capsys.readouterr().out
+    assert "0/2 runs done" in out and f"no results store at {typo} yet" in out
+    assert set(tmp_path.rglob("*")) == before
+
+
 def test_interleaved_order_covers_every_model_and_pruner_first(tmp_path):
     from paizoo.leaderboard.config import spread_order
 

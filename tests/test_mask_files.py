@@ -36,6 +36,37 @@ def test_a_file_lacking_prunable_layers_is_refused_unless_not_strict(tmp_path):
     assert Mask.load(tmp_path / "full.safetensors", model) == full
 
 
+def test_strict_load_onto_a_model_with_a_layer_that_cannot_be_masked(tmp_path):
+    # a mask made with exclude= of a weight paizoo refuses to mask (legacy weight norm) lacks
+    # nothing it could hold: strict loading accepts it instead of raising the pruning-time
+    # CoverageError (which tells to pass exclude=, an argument Mask.load does not have)
+    def legacy() -> nn.Module:
+        torch.manual_seed(0)
+        with pytest.warns(FutureWarning, match="deprecated"):
+            first = torch.nn.utils.weight_norm(nn.Linear(6, 5))
+        return nn.Sequential(first, nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+
+    mask = paizoo.prune(legacy(), "random", sparsity=0.5, exclude="0.*")
+    assert list(mask) == ["2.weight", "4.weight"]
+    path = mask.save(tmp_path / "legacy.safetensors")
+    assert Mask.load(path, legacy()) == mask
+    partial = Mask({"2.weight": mask["2.weight"]}).save(tmp_path / "partial.safetensors")
+    with pytest.raises(MaskMismatchError, match=r"lacks 1 of the 2 prunable layer\(s\).*4\.weight"):
+        Mask.load(partial, legacy())
+
+
+def test_strict_load_accepts_a_tied_tensor_under_any_of_its_names(tmp_path):
+    a, b = nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False)
+    b.weight = a.weight
+    model = nn.Sequential(nn.Linear(6, 4), a, nn.ReLU(), b)
+    keep = torch.rand(4, 4) > 0.5
+    full = paizoo.prune(model, "random", sparsity=0.5)
+    assert list(full) == ["0.weight", "1.weight"]
+    by_alias = Mask({"0.weight": full["0.weight"], "3.weight": keep})
+    path = by_alias.save(tmp_path / "alias.safetensors")
+    assert Mask.load(path, model) == by_alias
+
+
 def test_an_empty_mask_file_is_refused(tmp_path):
     path = Mask({}).save(tmp_path / "empty.safetensors")
     with pytest.raises(MaskFileError, match=f"{path}.*holds no tensor"):

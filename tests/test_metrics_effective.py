@@ -126,6 +126,19 @@ def test_linearisation_replaces_what_it_must_and_refuses_the_rest():
                         {"1.weight": torch.ones(2, 3, dtype=torch.bool)})
 
 
+def test_parametrized_weights_are_refused_with_a_paizoo_error():
+    # the metrics read plain Conv/Linear weights; a weight-normed layer's mask lives on its
+    # original tensor, which they cannot place: refused by name instead of a raw KeyError
+    model = tiny_mlp()
+    torch.nn.utils.parametrizations.weight_norm(model[3])
+    mask = Mask.ones(model)
+    assert "3.parametrizations.weight.original1" in mask
+    with pytest.raises(UnsupportedLayerError, match=r"parametrized weights.*3 "
+                                                    r"\(ParametrizedLinear\).*"
+                                                    r"remove_parametrizations"):
+        pm.compute(model, mask, (1, 2, 3), groups=["effective"])
+
+
 def test_masked_model_is_left_untouched_and_applied_masks_are_read_through():
     model = tiny_cnn()
     mask = random_mask(model, 0.5, 3)

@@ -362,3 +362,21 @@ def test_a_pending_record_the_store_refuses_is_set_aside_with_a_warning(store_ur
     (kept,) = [json.loads(x) for x in store.rejected_file.read_text().splitlines()]
     assert kept["record"]["run_key"] == bad.run_key and "final_test_acc" in kept["error"]
     assert store.import_pending() == (0, 0)  # set aside, not retried at every start
+
+
+def test_a_pending_line_that_is_json_but_no_record_is_set_aside_not_dropped(store_url):
+    # only a line cut mid-write (not JSON) is skipped; a whole JSON object that does not
+    # make a RunRecord (a field missing, e.g. written by another paizoo version) is a
+    # finished run that must not vanish: it is kept in the rejected file with a warning
+    store = open_store(store_url)
+    good = _record(_spec(seed=1))
+    short = {k: v for k, v in _record(_spec(seed=2)).to_row().items() if k != "final_test_acc"}
+    store.pending_file.parent.mkdir(parents=True, exist_ok=True)
+    store.pending_file.write_text(json.dumps(short) + "\n" + json.dumps(good.to_row()) + "\n"
+                                  + '{"run_key": "cut mid-wr')
+    with pytest.warns(RuntimeWarning, match=f"pending run {short['run_key']} is not a "
+                                            "readable record"):
+        assert store.import_pending() == (1, 0)
+    assert store.keys() == {good.run_key} and not store.pending_file.exists()
+    (kept,) = [json.loads(x) for x in store.rejected_file.read_text().splitlines()]
+    assert kept["record"] == short and "final_test_acc" in kept["error"]

@@ -116,6 +116,47 @@ def test_hook_and_project_modes_give_identical_training(digits):
         assert torch.equal(weights[0][n], weights[1][n]), n
 
 
+def _tied_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    a, b = nn.Linear(64, 64, bias=False), nn.Linear(64, 64, bias=False)
+    b.weight = a.weight  # one tensor used twice: one mask entry, masked in both modules
+    return nn.Sequential(nn.Flatten(), a, nn.ReLU(), b, nn.ReLU(), nn.Linear(64, 10))
+
+
+def test_tied_weights_train_masked_in_both_modes_alike(digits):
+    train_set, test_set = digits
+    histories, weights = [], []
+    for mode in ("project", "hook"):
+        model = _tied_mlp()
+        mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)
+        assert list(mask) == ["1.weight", "5.weight"]
+        result = train(model, train_set, test_set, FAST, mask_mode=mode, progress=False)
+        assert result.mask_check is not None and result.mask_check.nonzero_pruned == 0
+        assert model[1].weight_orig is model[3].weight_orig  # still one tensor
+        keep = mask["1.weight"]
+        for module in (model[1], model[3]):  # every use computes with the masked tensor
+            assert torch.equal(module.weight_mask.bool(), keep)
+            assert torch.count_nonzero(module.weight[~keep]) == 0
+        histories.append([(m.train_loss, m.test_acc) for m in result.history])
+        weights.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    assert histories[0] == histories[1]
+    for n in weights[0]:
+        assert torch.equal(weights[0][n], weights[1][n]), n
+
+
+def test_replacing_the_mask_of_a_tied_tensor_masks_every_use():
+    from paizoo.training.loop import _replace_mask  # what topology updates (SET) call
+
+    model = _tied_mlp()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)
+    enforcer = MaskEnforcer(model, "hook")
+    new = paizoo.Mask({n: ~t if n == "1.weight" else t for n, t in mask.items()})
+    _replace_mask(enforcer, new)
+    for module in (model[1], model[3]):
+        assert torch.equal(module.weight_mask.bool(), new["1.weight"])
+        assert torch.count_nonzero(module.weight[mask["1.weight"]]) == 0
+
+
 def test_same_seed_same_accuracy_on_cpu(digits):
     train_set, test_set = digits
     runs = []

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..leaderboard.config import LeaderboardConfig
 from ..leaderboard.executor import Executor
 from ..leaderboard.runner import DEFAULT_LEASE_TTL_S
-from ..results.store import BaseStore, is_url, open_store
+from ..results.store import BaseStore, ResultStore, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "postgresql:// URL (default: the config's `store`, else runs/paizoo.db)")
     r.add_argument("--data-root", default=None,
                    help="folder holding the dataset's files (overrides the config's data_root)")
-    r.add_argument("--limit", type=int, default=None, help="run at most N new runs, then stop")
+    r.add_argument("--limit", type=_non_negative_int, default=None,
+                   help="run at most N new runs, then stop")
     r.add_argument("--shard", default=None, metavar="I/N",
                    help="run only the runs at positions I mod N (optional: runners started "
                         "on one store claim runs, so they share a grid without it)")
-    r.add_argument("--lease-ttl", type=float, default=DEFAULT_LEASE_TTL_S, metavar="SECONDS",
+    r.add_argument("--lease-ttl", type=_positive_seconds, default=DEFAULT_LEASE_TTL_S,
+                   metavar="SECONDS",
                    help="each run is claimed in the store before training, so several "
                         "runners (any machines, one store) share the grid; a killed runner's "
                         "claims expire after this long (default: %(default)g)")
@@ -74,6 +76,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (a whole number), got {text!r}")
+    return value
+
+
 def _add_executor_args(r: argparse.ArgumentParser) -> None:
     g = r.add_argument_group(
         "cluster", "Run the grid on a Ray cluster or on SLURM; this process stays the only "
@@ -83,7 +105,7 @@ def _add_executor_args(r: argparse.ArgumentParser) -> None:
                         "each run a Ray task; slurm: each run a SLURM job (submitit)")
     g.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                    help="at most N runs in flight (default: as many as the cluster holds)")
-    g.add_argument("--max-retries", type=int, default=2, metavar="N",
+    g.add_argument("--max-retries", type=_non_negative_int, default=2, metavar="N",
                    help="resubmit a run whose worker or job died at most N times (default 2)")
     g.add_argument("--address", default=None,
                    help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a "
@@ -146,6 +168,11 @@ def _store(config: LeaderboardConfig, override: str | None) -> BaseStore:
     return open_store(override or config.store)
 
 
+def _missing_local_store(location: str) -> bool:
+    """A SQLite path with no file yet (a URL, supported or not, is left to open_store)."""
+    return "://" not in str(location) and not Path(location).exists()
+
+
 def _print_tables(config: LeaderboardConfig, text: str) -> None:
     """Print each model's section (title, training, dense line, table) of the rendered md."""
     sections = text.split("\n## ")
@@ -205,7 +232,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     config = _load(args.name, args.config)
     location = args.store or config.store
-    if not is_url(location) and not Path(location).exists():
+    if _missing_local_store(location):
         print(f"paizoo: error: no results store at {location}; run `paizoo leaderboard run "
               f"{config.path}` first", file=sys.stderr)
         return 2
@@ -224,10 +251,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     validate_entries(config)  # before the store is opened (or created)
-    store = _store(config, args.store)
+    location = args.store or config.store
+    if _missing_local_store(location):
+        # nothing is done yet; a status query creates no database (nor folders) at the path
+        store: BaseStore = ResultStore(":memory:")
+        where = f"no results store at {location} yet"
+    else:
+        store = _store(config, args.store)
+        where = f"store {store.location}"
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "
-          f"(store {store.location})")
+          f"({where})")
     leases = store.leases()
     running = [s for s in status.missing if s.key in leases and leases[s.key][1] > 0]
     if running:

@@ -15,15 +15,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import MaskMismatchError
 from ..masks import Mask
+from ..params import prunable_modules
 
 
 def resolve_mask(model: nn.Module, mask: Mapping[str, torch.Tensor] | None) -> Mask | None:
-    """Validate ``mask`` against ``model`` (names and shapes); ``None`` stays ``None``."""
+    """Validate ``mask`` against ``model`` (names and shapes); ``None`` stays ``None``.
+
+    Raises:
+        MaskMismatchError: a name or shape does not fit, or an entry is a weight the graph
+            encodings do not represent (attention, recurrent, embedding, parametrized).
+    """
     if mask is None:
         return None
     resolved = mask if isinstance(mask, Mask) else Mask(mask)
     resolved.check_compatible(model)
+    encoded = prunable_modules(model)
+    outside = [n for n in resolved if n not in encoded]
+    if outside:
+        raise MaskMismatchError(
+            f"mask entries {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''} are "
+            f"not Conv/Linear weights of {type(model).__name__}: the graph encodings represent "
+            "Conv/Linear layers only (no attention, recurrent, embedding or parametrized "
+            "weights); pass a mask without them")
     return resolved
 
 

@@ -103,7 +103,9 @@ def bipartite(model: nn.Module, mask: Mapping[str, torch.Tensor] | None = None,
     """One bipartite graph per prunable layer of ``model``, keyed by parameter name.
 
     Args:
-        model: any model; its prunable layers are those of :func:`paizoo.prunable_parameters`.
+        model: any model; its layers are the Conv/Linear modules with a plain ``weight``
+            parameter (:func:`paizoo.params.prunable_modules`: the default coverage, without
+            parametrized weights, which are not encoded).
         mask: a :class:`paizoo.Mask` or ``{name: bool tensor}``; ``None``: dense (or the masks
             applied to the model). Layers without a mask entry are dense.
         kind: ``"rolled"`` (left: ``(c_in, tap)``, one edge per kept weight) or

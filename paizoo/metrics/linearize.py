@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 from ..errors import UnsupportedLayerError
@@ -156,7 +157,8 @@ def linearized_copy(model: nn.Module, mask: Mapping[str, torch.Tensor],
 
     Raises:
         UnsupportedLayerError: a module with parameters that is neither a Conv/Linear nor a
-            normalisation layer (e.g. an embedding or attention block) has no linearisation.
+            normalisation layer (e.g. an embedding or attention block) has no linearisation;
+            or a Conv/Linear weight is parametrized (weight norm, ...).
     """
     # with a torch.nn.utils.prune re-parametrisation, ``weight`` is a computed (non-leaf) tensor
     # that deepcopy refuses; give the copy a detached clone of it
@@ -172,6 +174,15 @@ def linearized_copy(model: nn.Module, mask: Mapping[str, torch.Tensor],
     remove_masks(lin)
     _replace_children(lin, prefix="")
     unsupported = []
+    parametrized = [f"{n or '<root>'} ({type(m).__name__})" for n, m in lin.named_modules()
+                    if isinstance(m, PRUNABLE_MODULE_TYPES)
+                    and parametrize.is_parametrized(m, "weight")]
+    if parametrized:
+        raise UnsupportedLayerError(
+            f"cannot linearise parametrized weights (weight_norm, spectral_norm, ...): "
+            f"{', '.join(parametrized[:10])}; the metrics read plain Conv/Linear weights: "
+            "bake the parametrization in first (torch.nn.utils.parametrize."
+            "remove_parametrizations(module, 'weight')) and prune that model")
     for name, module in lin.named_modules():
         if isinstance(module, PRUNABLE_MODULE_TYPES):
             weight_name = f"{name}.weight" if name else "weight"

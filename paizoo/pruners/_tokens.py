@@ -25,9 +25,11 @@ signal in that one-hot space:
 The model itself receives placeholder token ids (``int64``, one id that is not a padding index)
 of shape ``(batch, *input_shape)``;
 every embedding's output is replaced by a forward hook, so positional embeddings read the same
-synthetic signal (all ones / random positions) as token embeddings. A model whose forward does
-not accept such a tensor (e.g. an embedding that is not fed by the model input and a float
-input elsewhere) raises :class:`~paizoo.errors.UnsupportedLayerError`.
+synthetic signal (all ones / random positions) as token embeddings. A model is a token-input
+model when it has an embedding and refuses a float input (:func:`takes_token_ids`); a model
+whose embeddings read something else (learnt positions looked up by index next to an image
+input) takes the usual float input, its embeddings untouched. A token-input model whose forward
+does not accept the placeholder ids raises :class:`~paizoo.errors.UnsupportedLayerError`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ EMBEDDING_TYPES: tuple[type[nn.Module], ...] = (nn.Embedding, nn.EmbeddingBag)
 def embedding_names(model: nn.Module) -> list[str]:
     """Paths of the ``nn.Embedding``/``nn.EmbeddingBag`` modules of ``model``."""
     return [n for n, m in model.named_modules() if isinstance(m, EMBEDDING_TYPES)]
+
+
+def takes_token_ids(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype,
+                    device: torch.device) -> bool:
+    """Whether ``model`` is a token-input model: it has an embedding and its forward refuses a
+    float input of ``input_shape`` (an embedding that reads the input needs integer ids). A
+    model whose embeddings read something else (learnt positions looked up by index next to an
+    image input) is not one, and gets the float input like any other."""
+    if not embedding_names(model):
+        return False
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), dtype=dtype, device=device))
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return True
+    finally:
+        model.train(was_training)
+    return False
 
 
 def token_placeholder(model: nn.Module, batch: int, input_shape: tuple[int, ...],
@@ -132,12 +154,16 @@ def token_forward_error(pruner: str, model: nn.Module, names: list[str], shape: 
 
 
 def ones_forward(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype,
-                 device: torch.device, pruner: str = "SynFlow") -> Any:
+                 device: torch.device, pruner: str = "SynFlow",
+                 token_input: bool | None = None) -> Any:
     """``model`` on SynFlow's all-ones input of one sample: ``ones((1, *input_shape))``, or for a
-    token model placeholder ids with every embedding fed the all-ones one-hot signal."""
-    names = embedding_names(model)
-    if not names:
+    token model (``token_input``, default: :func:`takes_token_ids`) placeholder ids with every
+    embedding fed the all-ones one-hot signal."""
+    if token_input is None:
+        token_input = takes_token_ids(model, input_shape, dtype, device)
+    if not token_input:
         return model(torch.ones((1, *input_shape), dtype=dtype, device=device))
+    names = embedding_names(model)
     tokens = token_placeholder(model, 1, input_shape, device)
     with all_ones_embeddings(model):
         return call_token_model(pruner, model, names, lambda: model(tokens), tuple(tokens.shape))

@@ -12,7 +12,13 @@ from torch.func import functional_call
 
 from ..sparsity import Schedule
 from ._options import as_float, as_int
-from ._tokens import RandomTokens, call_token_model, embedding_names, token_placeholder
+from ._tokens import (
+    RandomTokens,
+    call_token_model,
+    embedding_names,
+    takes_token_ids,
+    token_placeholder,
+)
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -131,7 +137,8 @@ class NTKSAPPruner(Pruner):
         dtype = ctx.initial[names[0]].dtype
         mask = {n: ctx.mask[n].to(dtype) for n in names}
         total = {n: torch.zeros_like(ctx.initial[n]) for n in names}
-        embeddings = embedding_names(scratch)
+        embeddings = (embedding_names(scratch) if takes_token_ids(
+            scratch, ctx.input_shape, dtype, ctx.device) else [])
         tokens = RandomTokens(scratch, ctx.generator) if embeddings else nullcontext()
         with tokens:
             for _ in range(self.draws):

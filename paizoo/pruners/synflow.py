@@ -10,7 +10,7 @@ from ..errors import ScoreError
 from ..sparsity import Schedule
 from ._gradients import grads_or_zeros
 from ._scaled import ScaledForward
-from ._tokens import embedding_names, ones_forward
+from ._tokens import ones_forward, takes_token_ids
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -99,6 +99,8 @@ class SynFlow(Pruner):
         self.precision: Precision = precision
         #: the power of two the last round's flow and scores were divided by ("scaled32")
         self._flow_exponent = 0
+        #: whether the model being pruned takes token ids (decided in prepare)
+        self._token_input = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -114,6 +116,8 @@ class SynFlow(Pruner):
                     b.abs_()
             for n, t in ctx.initial.items():  # the base class resets the weights to these
                 ctx.initial[n] = t.to(self.dtype).abs_()
+        assert ctx.input_shape is not None
+        self._token_input = takes_token_ids(model, ctx.input_shape, self.dtype, ctx.device)
 
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
         names = list(ctx.params)
@@ -121,7 +125,7 @@ class SynFlow(Pruner):
         if ctx.input_shape is None:  # pragma: no cover - the base class checks this
             raise ScoreError("SynFlow needs input_shape=")
         if self.precision == "scaled32":
-            if embedding_names(ctx.model):
+            if self._token_input:
                 raise ScoreError(
                     "SynFlow precision='scaled32' does not support token-input models (an "
                     "nn.Embedding); use the default precision='float64'")
@@ -130,7 +134,8 @@ class SynFlow(Pruner):
             # score is the true |theta dR/dtheta| times the same 2**-exponent
             out, self._flow_exponent = ScaledForward().run(ctx.model, ones)
         else:
-            out = ones_forward(ctx.model, ctx.input_shape, self.dtype, ctx.device)
+            out = ones_forward(ctx.model, ctx.input_shape, self.dtype, ctx.device,
+                               token_input=self._token_input)
             self._flow_exponent = 0
         if not isinstance(out, torch.Tensor):
             raise TypeError(

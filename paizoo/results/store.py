@@ -471,8 +471,18 @@ class BaseStore:
                 continue
             for line in taken.read_text(encoding="utf-8").splitlines():
                 try:
-                    record = RunRecord.from_row(json.loads(line))
-                except (ValueError, TypeError, KeyError):  # a line cut by a crash mid-write
+                    row = json.loads(line)
+                except ValueError:  # a line cut by a crash mid-write
+                    continue
+                try:
+                    record = RunRecord.from_row(row)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    # a whole line that is no record (e.g. another version's): set it aside
+                    key = row.get("run_key") if isinstance(row, dict) else None
+                    _append_jsonl(self.rejected_file, {"error": f"{type(exc).__name__}: {exc}",
+                                                       "record": row})
+                    warnings.warn(f"pending run {key} is not a readable record ({exc}); kept "
+                                  f"in {self.rejected_file}", RuntimeWarning, stacklevel=2)
                     continue
                 try:
                     if self.add(record):

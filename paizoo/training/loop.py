@@ -33,7 +33,7 @@ from .batching import Batches, training_subset
 from .config import TrainConfig
 from .divergence import NONFINITE, Divergence
 from .logs import JsonlLog, WandbLog, WandbOptions
-from .masking import MaskCheck, MaskEnforcer, MaskMode, _masked_modules
+from .masking import MaskCheck, MaskEnforcer, MaskMode, _masked_uses
 
 TopologyUpdate = Callable[[int, nn.Module, torch.optim.Optimizer, Mask], "Mask | None"]
 """``(step, model, optimizer, mask) -> new mask or None``, called after every optimiser step
@@ -436,11 +436,10 @@ def _replace_mask(enforcer: MaskEnforcer, mask: Mask) -> None:
         for target, name in zip(enforcer._masks, old, strict=True):
             target.copy_(mask[name].to(device=target.device, dtype=target.dtype))
     else:
-        modules = _masked_modules(enforcer.model)
-        for name in old:
-            module, attr = modules[name]
-            buf = getattr(module, f"{attr}_mask")
-            buf.copy_(mask[name].to(device=buf.device, dtype=buf.dtype))
-            setattr(module, attr, getattr(module, f"{attr}_orig") * buf)
+        for name, uses in _masked_uses(enforcer.model, old).items():
+            for module, attr in uses:  # every module using a tied tensor
+                buf = getattr(module, f"{attr}_mask")
+                buf.copy_(mask[name].to(device=buf.device, dtype=buf.dtype))
+                setattr(module, attr, getattr(module, f"{attr}_orig") * buf)
     enforcer.mask = Mask({n: mask[n] for n in old})
     enforcer.after_step()

@@ -19,6 +19,7 @@ verifies that every pruned weight is exactly 0 and that the mask itself did not 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,6 +62,20 @@ def _masked_modules(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
                 attr = hook._tensor_name
                 found[f"{module_name}.{attr}" if module_name else attr] = (module, attr)
     return found
+
+
+def _masked_uses(model: nn.Module, names: Iterable[str]) -> dict[str, list[tuple[nn.Module, str]]]:
+    """``{mask entry: [(module, param), ...]}``: every re-parametrisation of each entry's tensor
+    (a tied tensor is masked in every module using it, under one entry)."""
+    modules = _masked_modules(model)
+    wanted = set(names)
+    entry = {id(getattr(m, f"{a}_orig")): n for n, (m, a) in modules.items() if n in wanted}
+    out: dict[str, list[tuple[nn.Module, str]]] = {n: [] for n in names}
+    for module, attr in modules.values():
+        name = entry.get(id(getattr(module, f"{attr}_orig")))
+        if name is not None:
+            out[name].append((module, attr))
+    return out
 
 
 def check_mask_enforced(model: nn.Module, mask: Mask) -> MaskCheck:
@@ -186,10 +201,11 @@ class MaskEnforcer:
             for p, keep in zip(self._params, self._masks, strict=True):
                 p.masked_fill_(keep == 0, 0.0)
             return
-        for name, (module, attr) in _masked_modules(self.model).items():
-            orig = getattr(module, f"{attr}_orig")
-            orig.masked_fill_(~self.mask[name].to(orig.device), 0.0)
-            setattr(module, attr, orig * getattr(module, f"{attr}_mask"))
+        for name, uses in _masked_uses(self.model, self.mask).items():
+            for module, attr in uses:
+                orig = getattr(module, f"{attr}_orig")
+                orig.masked_fill_(~self.mask[name].to(orig.device), 0.0)
+                setattr(module, attr, orig * getattr(module, f"{attr}_mask"))
 
     @torch.no_grad()
     def finish(self) -> MaskCheck | None:
@@ -212,12 +228,13 @@ class MaskEnforcer:
                 if nonzero:
                     problems.append(f"{name}: {nonzero} pruned weight(s) are not 0")
         else:
-            for name, (module, attr) in _masked_modules(self.model).items():
-                used = getattr(module, attr)
-                nonzero = int(torch.count_nonzero(used[~self.mask[name].to(used.device)]))
-                if nonzero:
-                    problems.append(f"{name}: {nonzero} pruned weight(s) used by the forward "
-                                    "pass are not 0")
+            for name, uses in _masked_uses(self.model, self.mask).items():
+                for module, attr in uses:
+                    used = getattr(module, attr)
+                    nonzero = int(torch.count_nonzero(used[~self.mask[name].to(used.device)]))
+                    if nonzero:
+                        problems.append(f"{name}: {nonzero} pruned weight(s) used by the "
+                                        "forward pass are not 0")
         if problems:
             raise MaskViolationError("the mask was not enforced during training:\n  "
                                      + "\n  ".join(problems))
