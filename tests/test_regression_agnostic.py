@@ -198,6 +198,14 @@ def test_conformal_quantile_by_hand() -> None:
     assert overlapping(np.array([0, 2, 10]), np.array([3, 4, 11])) == [[1], [0], []]
 
 
+def test_conformal_quantile_rank_is_exact_when_n_plus_one_times_coverage_is_whole() -> None:
+    """(n + 1) * coverage = 100 * 0.55 = 55 exactly: the 55th smallest, although the float
+    product 100 * 0.55 is 55.000000000000007 (its ceil, 56, would widen the interval)."""
+    r = np.arange(1.0, 100.0)  # 99 residuals 1..99
+    assert conformal_quantile(r, 0.55) == 55.0
+    assert conformal_quantile(np.arange(1.0, 400.0), 0.55) == 220.0  # 400 * 0.55 = 220
+
+
 def _grouped_synthetic(n_groups: int, per_group: int, sigma: float, tau: float,
                        rng: np.random.Generator) -> pd.DataFrame:
     """y = 30 x1 - 10 x2 + b_group + eps, b ~ N(0, tau), eps ~ N(0, sigma)."""

@@ -38,7 +38,9 @@ def conformal_quantile(residuals: np.ndarray, coverage: float) -> float:
     r = r[np.isfinite(r)]
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage must lie in (0, 1), got {coverage}")
-    k = math.ceil((len(r) + 1) * coverage)
+    # rounded first: a whole (n + 1) * coverage such as 100 * 0.55 comes out of float
+    # arithmetic as 55.000000000000007, whose ceil would take the next residual
+    k = math.ceil(round((len(r) + 1) * coverage, 9))
     return float(r[k - 1]) if 1 <= k <= len(r) else math.inf
 
 
