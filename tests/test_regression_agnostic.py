@@ -206,6 +206,20 @@ def test_conformal_quantile_rank_is_exact_when_n_plus_one_times_coverage_is_whol
     assert conformal_quantile(np.arange(1.0, 400.0), 0.55) == 220.0  # 400 * 0.55 = 220
 
 
+def test_calibration_bins_hold_min_bin_rows_when_predictions_tie() -> None:
+    """60 of 100 out-of-fold predictions tie at the minimum (a tree model's leaf): the median
+    edge is that minimum, so a bin below it would be empty (half-width inf for any smaller
+    prediction); bins are merged until each has min_bin rows."""
+    p = np.r_[np.zeros(60), np.linspace(1.0, 10.0, 40)]
+    y = p + np.r_[np.full(60, 0.5), np.full(40, 2.0)]
+    cal = calibrate(y, p, split="x", coverage=0.9, bins=2, min_bin=50)
+    assert all(len(r) >= 50 for r in cal.residuals)
+    assert np.isfinite(cal.half_width([-1.0, 0.0, 5.0])).all()
+    # a clean split keeps its bins: 100 distinct predictions, two bins of 50
+    cal = calibrate(np.arange(100.0) + 1.0, np.arange(100.0), split="x", bins=2, min_bin=50)
+    assert [len(r) for r in cal.residuals] == [50, 50]
+
+
 def _grouped_synthetic(n_groups: int, per_group: int, sigma: float, tau: float,
                        rng: np.random.Generator) -> pd.DataFrame:
     """y = 30 x1 - 10 x2 + b_group + eps, b ~ N(0, tau), eps ~ N(0, sigma)."""

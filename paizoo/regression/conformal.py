@@ -101,6 +101,15 @@ def calibrate(y: Any, oof_pred: Any, *, split: str, coverage: float = DEFAULT_CO
     n_bins = max(1, min(int(bins), len(y) // max(1, int(min_bin))))
     edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1])) if n_bins > 1 \
         else np.array([])
+    # tied predictions can put several quantiles on one value, leaving a bin (nearly) empty and
+    # its half-width inf: drop an edge whose bin below holds fewer than min_bin rows
+    keep: list[float] = []
+    for e in edges:
+        if np.sum((p >= (keep[-1] if keep else -np.inf)) & (p < e)) >= min(min_bin, len(p)):
+            keep.append(float(e))
+    if keep and np.sum(p >= keep[-1]) < min(min_bin, len(p)):
+        keep.pop()  # the top bin is too small: merge it into the one below
+    edges = np.asarray(keep, dtype=float)
     which = np.searchsorted(edges, p, side="right")
     res = np.abs(y - p)
     residuals = [np.sort(res[which == b]).tolist() for b in range(len(edges) + 1)]
