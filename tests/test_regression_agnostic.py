@@ -340,6 +340,24 @@ def test_rank_pruners_on_unseen_architecture(tmp_path) -> None:
     assert res.split == "lopo"
 
 
+def test_rank_pruners_refuses_a_data_driven_pruner_without_data_before_pruning() -> None:
+    """snip listed after magnitude, no dataset/data: refused up front, not after magnitude's
+    masks and metrics were computed; the message names the CLI flag too."""
+    from paizoo.regression import load_predictor, rank_pruners
+    from paizoo.regression.errors import RegressionError
+
+    calls = []
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return {}
+
+    with pytest.raises(RegressionError, match=r"'snip' is data-driven.*--dataset"):
+        rank_pruners(mlp_factory, ["magnitude", "snip"], [0.5], predictor=load_predictor(),
+                     input_shape=(1, 4, 4), metrics_fn=metrics_fn, progress=False)
+    assert calls == []
+
+
 def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     from paizoo.cli import main
 

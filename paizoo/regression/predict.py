@@ -238,6 +238,11 @@ def rank_pruners(
             "give dataset= or input_shape= (one sample's shape, e.g. (1, 28, 28))")
     input_shape = tuple(int(v) for v in input_shape)
     classes = [get_pruner_class(p) for p in pruners]  # fails early on unknown pruners
+    if data is None and dataset is None:
+        needy = [p for p, c in zip(pruners, classes, strict=True) if c.requires_data]
+        if needy:  # before any mask is computed
+            raise RegressionError(f"pruner {needy[0]!r} is data-driven: give dataset= or data= "
+                                  "(paizoo rank: --dataset)")
     labels = [config_label(p, (pruner_options or {}).get(p, {})) for p in pruners]
     if len(set(labels)) != len(labels):
         raise RegressionError(f"a pruner is listed twice: {list(pruners)}")
@@ -292,8 +297,6 @@ def rank_pruners(
                     loaded_split = load_dataset(dataset, split="train", root=data_root)
                 batches = pruning_batches(loaded_split, pruner, num_classes=num_classes,
                                           seed=seed)
-            else:
-                raise RegressionError(f"pruner {pruner!r} is data-driven: give dataset= or data=")
         net = build(seed)
         if layout is None and needs_agnostic:
             layout = layout_of(net, input_shape)
