@@ -196,3 +196,33 @@ def test_context_connectivity_without_isolated_nodes_matches_networkx(seed):
                                                            and nx.is_connected(g))
     assert ctx.undirected_components()[0] == nx.number_connected_components(
         nx.from_scipy_sparse_array(graph.adjacency.tocsr().astype(float)).to_undirected())
+
+
+def test_network_lambda2_of_a_tiny_network_matches_networkx():
+    """A 4-3-2-1 MLP (10 nodes, matrix-free operator): LOBPCG's own dense fallback refuses the
+    constraint ("The dense eigensolver does not support constraints"); lambda_2 must still come
+    out, equal to networkx's on the layered graph."""
+    from paizoo.masks import Mask
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    values = pm.compute(net, Mask.ones(net), (4,), groups=["spectral"])
+    g = nx.Graph()
+    sizes = [4, 3, 2, 1]
+    start = np.cumsum([0, *sizes])
+    for k in range(3):
+        g.add_edges_from((start[k] + i, start[k + 1] + j)
+                         for i in range(sizes[k]) for j in range(sizes[k + 1]))
+    ref = nx.algebraic_connectivity(g, method="tracemin_lu", tol=1e-12)
+    assert values["spectral.network_lambda2"] == pytest.approx(ref, rel=1e-4)
+
+
+def test_laplacian_lambda2_of_a_small_matrix_free_operator():
+    from scipy.sparse.linalg import aslinearoperator
+
+    from paizoo.metrics.linalg import laplacian_lambda2
+
+    lap = _layered_laplacian(0, [4, 3, 2, 1], 0.9)
+    exact = np.linalg.eigvalsh(lap.toarray())[1]
+    value, converged = laplacian_lambda2(aslinearoperator(lap), lap.diagonal())
+    assert converged and value == pytest.approx(exact, rel=1e-8)

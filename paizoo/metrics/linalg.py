@@ -202,10 +202,15 @@ def laplacian_lambda2(lap: sp.sparray | sp.spmatrix | LinearOperator, diagonal: 
     n = lap.shape[0]
     if n < 2:
         return 0.0, True
+    block = max(1, min(block, n // 5))
+    if n <= 5 * block:
+        # scipy's LOBPCG hands such small problems to a dense solver that refuses the
+        # constraint: materialise the (matrix-free) operator instead
+        dense = sp.csr_array(lap).toarray() if _explicit(lap) else lap @ np.eye(n)
+        return float(max(np.linalg.eigvalsh(np.asarray(dense, dtype=np.float64))[1], 0.0)), True
     if n <= dense_limit and _explicit(lap):
         return float(max(np.linalg.eigvalsh(sp.csr_array(lap).toarray())[1], 0.0)), True
     op = _float_operator(lap, dtype)
-    block = max(1, min(block, n // 5))
     x = np.random.default_rng(0).standard_normal((n, block)).astype(dtype)
     y = np.full((n, 1), 1.0 / math.sqrt(n), dtype=dtype)
     precond = sp.diags_array((1.0 / np.where(diagonal > 0, diagonal, 1.0)).astype(dtype))
