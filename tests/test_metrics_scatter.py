@@ -88,3 +88,30 @@ def test_group_on_mlp_and_cnn():
     conv_only = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
     row = pm.compute(conv_only, Mask.ones(conv_only), groups=["scatter"])
     assert math.isnan(row["scatter.min"])
+
+
+class _ResidualMlp(torch.nn.Module):
+    """x -> a -> h; h + b(h) -> c: the end-to-end junction is C (I + B) A, not C B A."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = (torch.nn.Linear(6, 6), torch.nn.Linear(6, 6),
+                                  torch.nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        return self.c(h + self.b(h))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_io_scatter_of_a_residual_mlp_counts_the_shortcut(seed):
+    torch.manual_seed(seed)
+    model = _ResidualMlp()
+    mask = random_mask(model, 0.5, seed)
+    if seed == 0:  # the branch fully pruned: data still flows through the shortcut
+        mask = Mask({**mask, "b.weight": torch.zeros(6, 6)})
+    a, b, c = (mask[n].double().numpy() for n in ("a.weight", "b.weight", "c.weight"))
+    fwd, bwd = junction_scatter(c @ (np.eye(6) + b) @ a)
+    row = pm.compute(model, mask, (6,), groups=["scatter"])
+    assert row["scatter.io_forward"] == pytest.approx(fwd.mean())
+    assert row["scatter.io_backward"] == pytest.approx(bwd.mean())

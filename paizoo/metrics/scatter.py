@@ -21,7 +21,9 @@ Windows are non-overlapping and a trailing partial window is dropped, as in the 
 carries one connection per neuron.
 
 Junctions are the masked ``nn.Linear`` layers; the end-to-end matrix is formed over the last run
-of consecutive Linear layers (in parameter order) whose widths chain. Metrics:
+of consecutive Linear layers (in parameter order) whose widths chain; for a network of Linear
+layers only with a flat input it is the path-count matrix of the linearised network
+(:mod:`paizoo.metrics.linearize`), so that residual shortcuts count. Metrics:
 ``forward.<param>``, ``backward.<param>``, ``io_forward``, ``io_backward`` and ``min``; all NaN
 when the model has no masked Linear layer.
 """
@@ -32,6 +34,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from .context import MetricContext
@@ -114,6 +117,24 @@ def _linear_chain(ctx: MetricContext) -> tuple[dict[str, np.ndarray], list[str]]
     return junctions, chain
 
 
+def _io_paths(ctx: MetricContext, chain: list[str]) -> np.ndarray | None:
+    """The end-to-end path counts (n_out, n_in) of a network made of Linear layers only, with a
+    flat input, from its linearised copy (which also adds residual branches, unlike the
+    product of the chain); ``None`` for other networks (the chain's product stands)."""
+    from ..params import prunable_modules
+
+    shape = ctx.input_shape
+    if (shape is None or len(shape) != 1 or set(chain) != set(ctx.modules)
+            or len(prunable_modules(ctx.model)) != len(chain)):
+        return None
+    lin = ctx.linearized()
+    param = next(lin.parameters(), None)
+    with torch.no_grad():
+        out = lin(torch.eye(shape[0], dtype=torch.float64,
+                            device=param.device if param is not None else "cpu"))
+    return out.reshape(shape[0], -1).T.cpu().numpy()
+
+
 @register_metric_group("scatter", options=("window",),
                        description="scatter of fully connected junctions (forward/backward views)")
 def scatter_metrics(ctx: MetricContext) -> dict[str, float]:
@@ -122,7 +143,14 @@ def scatter_metrics(ctx: MetricContext) -> dict[str, float]:
     out: dict[str, float] = {"min": math.nan, "io_forward": math.nan, "io_backward": math.nan}
     if not junctions:
         return out
-    report = scatter_report(junctions, ctx.option("scatter", "window", "auto"), chain)
+    window = ctx.option("scatter", "window", "auto")
+    report = scatter_report(junctions, window, chain)
+    io = _io_paths(ctx, chain)
+    if io is not None:
+        fwd, bwd = junction_scatter(io, window)
+        report.values["io_forward"], report.values["io_backward"] = (float(fwd.mean()),
+                                                                     float(bwd.mean()))
+        report.vectors["io_forward"], report.vectors["io_backward"] = fwd, bwd
     out.update(report.values)
     out["min"] = report.scatter
     return out
