@@ -358,6 +358,26 @@ def test_rank_pruners_refuses_a_data_driven_pruner_without_data_before_pruning()
     assert calls == []
 
 
+@pytest.mark.parametrize("coverage", [0.0, 1.0, 1.5])
+def test_rank_pruners_refuses_a_coverage_outside_0_1_before_pruning(coverage: float) -> None:
+    """A bad --coverage was a ValueError after every mask was computed, which the CLI reports
+    as an unexpected error ('please report it')."""
+    from paizoo.regression import load_predictor, rank_pruners
+    from paizoo.regression.errors import RegressionError
+
+    calls = []
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return {}
+
+    with pytest.raises(RegressionError, match=r"coverage must lie in \(0, 1\)"):
+        rank_pruners(mlp_factory, ["magnitude"], [0.5], predictor=load_predictor(),
+                     input_shape=(1, 4, 4), metrics_fn=metrics_fn, coverage=coverage,
+                     progress=False)
+    assert calls == []
+
+
 def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     from paizoo.cli import main
 

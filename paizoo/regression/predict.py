@@ -225,6 +225,8 @@ def rank_pruners(
 
     if not pruners or not sparsities:
         raise RegressionError("give at least one pruner and one sparsity")
+    if not 0.0 < coverage < 1.0:
+        raise RegressionError(f"coverage must lie in (0, 1), e.g. 0.9, got {coverage}")
     metrics_fn = metrics_fn or paizoo_metrics
     info = None
     if dataset is not None:
