@@ -378,6 +378,17 @@ def test_rank_pruners_refuses_a_coverage_outside_0_1_before_pruning(coverage: fl
     assert calls == []
 
 
+def test_rank_pruners_names_an_input_shape_the_model_does_not_take() -> None:
+    """--input-shape 1,4,5 for a model of 16 inputs: one clear error naming the shape, not
+    torch's matmul RuntimeError from inside the metrics (an 'unexpected error' in the CLI)."""
+    from paizoo.regression import load_predictor, rank_pruners
+    from paizoo.regression.errors import RegressionError
+
+    with pytest.raises(RegressionError, match=r"input of shape 1x4x5"):
+        rank_pruners(mlp_factory, ["magnitude"], [0.5], predictor=load_predictor(),
+                     input_shape=(1, 4, 5), progress=False)
+
+
 def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     from paizoo.cli import main
 

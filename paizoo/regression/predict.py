@@ -266,6 +266,7 @@ def rank_pruners(
             net = model(seed)
         return net.to(device)
 
+    _check_input_shape(build(int(seeds[0])), input_shape)
     est = predictor.estimator
     split = applicable_split(predictor, model_name)
     if (allow_missing or split != "lopo") and not est.allow_missing:
@@ -348,6 +349,25 @@ def rank_pruners(
                      "(retrain it with this paizoo)")
     return RankResult(rows=table, ranking=ranking, predictor=predictor, title=title, notes=notes,
                       split=split, coverage=coverage if cal is not None else None)
+
+
+def _check_input_shape(net: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Refuse an ``input_shape`` the model cannot run on (the metrics run it); token-input
+    models (an embedding: they take ids, not this float probe) are left to the metrics."""
+    from ..pruners._tokens import embedding_names
+
+    if embedding_names(net):
+        return
+    param = next(net.parameters(), None)
+    x = torch.zeros((1, *input_shape), device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            net.eval()(x)
+    except Exception as exc:  # any failure: the shape does not fit this model
+        raise RegressionError(
+            f"the model does not run on an input of shape {'x'.join(map(str, input_shape))} "
+            f"({type(exc).__name__}: {exc}); give one sample's shape (input_shape=, "
+            "paizoo rank --input-shape C,H,W) or the dataset it was built for") from exc
 
 
 def _quiet(progress: bool | None) -> bool | None:
