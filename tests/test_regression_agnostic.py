@@ -389,6 +389,19 @@ def test_rank_pruners_names_an_input_shape_the_model_does_not_take() -> None:
                      input_shape=(1, 4, 5), progress=False)
 
 
+def test_rank_pruners_refuses_a_factory_that_returns_no_module() -> None:
+    from paizoo.regression import load_predictor, rank_pruners
+    from paizoo.regression.errors import RegressionError
+
+    def not_a_model(seed: int) -> object:
+        return seed
+
+    with pytest.raises(RegressionError, match=r"not_a_model\(seed\) returned int, not an "
+                       r"nn.Module"):
+        rank_pruners(not_a_model, ["magnitude"], [0.5], predictor=load_predictor(),
+                     input_shape=(1, 4, 4), progress=False)
+
+
 def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     from paizoo.cli import main
 

@@ -264,6 +264,9 @@ def rank_pruners(
             net = build_model(spec, shape)  # type: ignore[arg-type]  # reads these fields
         else:
             net = model(seed)
+            if not isinstance(net, nn.Module):
+                raise RegressionError(f"the model factory {model_name}(seed) returned "
+                                      f"{type(net).__name__}, not an nn.Module")
         return net.to(device)
 
     _check_input_shape(build(int(seeds[0])), input_shape)
