@@ -212,3 +212,13 @@ def test_rebuild_is_build_eval_train_in_one_command(tmp_path, capsys) -> None:
     assert main(["regress", "rebuild", "--source", "only-a-store.db"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("paizoo: error: --source 'only-a-store.db': expected STORE:DATASET")
+
+
+def test_rank_without_dataset_or_input_shape_is_one_error_line_on_stderr(capsys) -> None:
+    from paizoo.cli import main
+
+    assert main(["rank", "--model", "lenet5", "--sparsities", "0.9",
+                 "--pruners", "magnitude"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == "paizoo: error: pass --dataset (or --input-shape for data-free pruners)"

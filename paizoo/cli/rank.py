@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -121,7 +122,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     predictor = load_predictor(args.predictor, trusted=args.trust)
     if args.dataset is None and args.input_shape is None:
-        print("paizoo: error: pass --dataset (or --input-shape for data-free pruners)")
+        print("paizoo: error: pass --dataset (or --input-shape for data-free pruners)",
+              file=sys.stderr)
         return 2
     result = rank_pruners(
         _model_arg(args.model), args.pruners, args.sparsities, predictor=predictor,
