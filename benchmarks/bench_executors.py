@@ -1,22 +1,32 @@
 """Grid executors: the sequential runner vs Ray with N workers, side by side (one table).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_executors.py [--workers 2]
-        [--config leaderboards/quick.yaml] [--noop-runs 200]
+        [--config leaderboards/quick.yaml] [--noop-runs 200] [--seeds N]
 
 Rows (wall-clock seconds, same process, fresh temporary stores):
 * ``grid``: the leaderboard config's whole grid, run one after the other in this process
   (one torch thread, as ``paizoo leaderboard run --threads 1``) and with ``--executor ray`` on a
-  local cluster of ``--workers`` CPUs (one CPU per run). The Ray column counts from the first
-  task to the last write; starting the cluster (and the workers importing torch) is shown on
-  its own row and included in the ``with start-up`` ratio.
+  local cluster of ``--workers`` CPUs (one CPU per run), both from warm processes: before its
+  timing, each process that runs runs (this one; each Ray worker) has done the same
+  :func:`warm_up`: loaded the dataset and imported what a process's first run imports (the
+  model zoo, the pruners, ``torch._dynamo``, which the first ``torch.optim`` optimiser of a
+  process imports, about 1 s). Both columns count from the call of ``run_leaderboard`` (which
+  checks every grid entry, orders the runs and, on Ray, submits them) to the last write.
+* ``with start-up``: the grid plus getting there from a process that has imported paizoo:
+  the warm-up for the sequential runner; starting the cluster and warming its workers (in
+  parallel) for Ray. Printed under the table, with its own ratio.
 * ``sum of the runs' own times``: what each run measured itself, summed; equal in both columns
   when the workers get a free core each, larger on Ray when other processes take the CPUs.
 * ``no-op runs``: ``--noop-runs`` runs whose run function returns a prepared record at once
   (nothing trained), through the whole driver path (claim, submit, wait, write the store),
   sequentially and on Ray; the difference per run is Ray's per-run overhead.
+* ``--seeds N`` (N > 1) adds a second grid row, labelled as such: the same grid with seeds
+  0..N-1 (N times as many runs), where the last round's idle workers weigh less.
 
 The work is embarrassingly parallel: the target is a grid ratio >= 0.9 x workers (1.8x on 2).
-The machine's load average is printed with the figures (other processes share the CPUs).
+R runs of nearly equal length on W workers take ceil(R/W) rounds, so the best ratio is
+R / ceil(R/W) (13 runs on 2 workers: 1.86x); the table prints it for each grid. The machine's
+load average is printed with the figures (other processes share the CPUs).
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from paizoo.leaderboard.ray_executor import RayExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,43 +65,66 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "leaderboards" / "quick.yaml"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--noop-runs", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="N > 1: also a grid row with the config's grid on seeds 0..N-1")
     args = parser.parse_args(argv)
 
+    import ray
     import torch
 
     from paizoo.leaderboard import load_config, parse_config, resolve_dataset, run_leaderboard
-    from paizoo.leaderboard.ray_executor import RayExecutor
+    from paizoo.leaderboard.executor import DataSource
     from paizoo.results import open_store
 
     torch.set_num_threads(1)
     config = load_config(args.config)
+    grids = [config]
+    if args.seeds > 1:
+        grids.append(dataclasses.replace(config, name=f"{config.name} x {args.seeds} seeds",
+                                         seeds=list(range(args.seeds))))
     work = Path(tempfile.mkdtemp(prefix="paizoo-bench-executors-"))
     rows: dict[str, tuple[float, float]] = {}
-    data = resolve_dataset(config, notice=print)  # loaded once, outside the timings
+    notes: list[str] = []
+    start = time.perf_counter()
+    data = resolve_dataset(config, notice=print)
+    source = DataSource(name=data.name, root=config.data_root if data.name == config.dataset
+                        else None, augment=config.train.augment, device="cpu")
+    warm_up()
+    seq_startup_s = time.perf_counter() - start
     try:
         start = time.perf_counter()
-        seq = run_leaderboard(config, open_store(work / "seq" / "paizoo.db"), progress=False,
-                              echo=quiet, data=data)
-        seq_s = time.perf_counter() - start
-
-        executor = RayExecutor(num_cpus=args.workers)
-        start = time.perf_counter()
-        executor.start()
-        import ray
-
-        ray.get([ray.remote(num_cpus=1)(_warm).remote() for _ in range(args.workers)])
-        startup_s = time.perf_counter() - start
-        start = time.perf_counter()
-        par = run_leaderboard(config, open_store(work / "ray" / "paizoo.db"), progress=False,
-                              echo=quiet, data=data, executor=RayExecutor())
-        ray_s = time.perf_counter() - start
-        assert len(seq.ran) == len(par.ran) == config.num_runs, (len(seq.ran), len(par.ran))
-        rows[f"grid: {config.name}, {config.num_runs} runs on {seq.dataset}"] = (seq_s, ray_s)
-        # each run's own clock (prune + train + eval): longer on Ray when the two workers do
-        # not get two free cores (other processes on the machine)
-        own = [sum(r.prune_time_s + r.train_time_s + r.eval_time_s for r in rep.ran)
-               for rep in (seq, par)]
-        rows["sum of the runs' own times (prune+train+eval)"] = (own[0], own[1])
+        RayExecutor(num_cpus=args.workers).start()
+        # one warm-up per worker process: all submitted at once, each holding its CPU
+        pids = ray.get([ray.remote(num_cpus=1)(warm_up).remote(source)
+                        for _ in range(args.workers)])
+        ray_startup_s = time.perf_counter() - start
+        assert len(set(pids)) == args.workers, pids
+        for i, grid in enumerate(grids):
+            start = time.perf_counter()
+            seq = run_leaderboard(grid, open_store(work / f"seq{i}" / "paizoo.db"),
+                                  progress=False, echo=quiet, data=data)
+            seq_s = time.perf_counter() - start
+            executor = CountingRayExecutor()
+            start = time.perf_counter()
+            par = run_leaderboard(grid, open_store(work / f"ray{i}" / "paizoo.db"),
+                                  progress=False, echo=quiet, data=data, executor=executor)
+            ray_s = time.perf_counter() - start
+            assert len(seq.ran) == len(par.ran) == grid.num_runs, (len(seq.ran), len(par.ran))
+            label = "grid" if i == 0 else "larger grid"
+            rows[f"{label}: {grid.name}, {grid.num_runs} runs on {seq.dataset}"] = (seq_s, ray_s)
+            # each run's own clock (prune + train + eval): longer on Ray when the workers do
+            # not get a free core each (other processes on the machine)
+            own = [sum(r.prune_time_s + r.train_time_s + r.eval_time_s for r in rep.ran)
+                   for rep in (seq, par)]
+            rows[f"  sum of the runs' own times{' (larger grid)' if i else ''}"] = \
+                (own[0], own[1])
+            rounds = -(-grid.num_runs // args.workers)
+            notes.append(f"{grid.name}: {grid.num_runs} runs on {args.workers} workers take "
+                         f"{rounds} rounds: at best {grid.num_runs / rounds:.2f}x; Ray ran them "
+                         f"on {len(executor.pids)} worker processes, {executor.loaded} of its "
+                         "runs loaded the dataset (0: the warm-up reached every worker)")
+            if i == 0:
+                first = (seq_s, ray_s)
 
         # no-op runs: one dense run per seed, each returning a prepared record at once
         template = seq.ran[0]
@@ -117,11 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * 48}|{'-' * 11}:|{'-' * 9}:|{'-' * 9}:|")
     for name, (a, b) in rows.items():
         print(f"| {name:<46} | {a:>10.2f} | {b:>8.2f} | {a / b:>7.2f}x |")
-    grid_seq, grid_ray = next(iter(rows.values()))
-    print(f"| {'Ray cluster start + worker warm-up':<46} | {'':>10} | {startup_s:>8.2f} | "
-          f"{'':>8} |")
-    print(f"\ngrid speed-up with start-up: {grid_seq / (grid_ray + startup_s):.2f}x; "
-          f"target >= {0.9 * args.workers:.1f}x without it")
+    print(f"| {'start-up: warm-up / cluster start + warm-up':<46} | {seq_startup_s:>10.2f} | "
+          f"{ray_startup_s:>8.2f} | {'':>8} |")
+    grid_seq, grid_ray = first
+    print(f"\ngrid speed-up {grid_seq / grid_ray:.2f}x (target >= {0.9 * args.workers:.1f}x); "
+          f"with start-up: {grid_seq + seq_startup_s:.2f} s vs {grid_ray + ray_startup_s:.2f} s"
+          f" = {(grid_seq + seq_startup_s) / (grid_ray + ray_startup_s):.2f}x")
+    for note in notes:
+        print(note)
     seq_noop, ray_noop = rows[f"no-op runs: {args.noop_runs}"]
     print(f"per no-op run: sequential {1000 * seq_noop / args.noop_runs:.1f} ms, Ray "
           f"{1000 * ray_noop / args.noop_runs:.1f} ms -> Ray overhead "
@@ -129,11 +167,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _warm() -> int:
-    import torch  # noqa: F401  (the workers' first import, kept out of the grid's time)
+class CountingRayExecutor(RayExecutor):
+    """A Ray executor that also counts the worker processes its results came from and the
+    runs that had to load the dataset."""
 
-    import paizoo.leaderboard.executor  # noqa: F401
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: set[int] = set()
+        self.loaded = 0
 
+    def wait(self, timeout: float):
+        done = super().wait(timeout)
+        for finished in done:
+            if finished.result is not None:
+                self.pids.add(finished.result.pid)
+                self.loaded += finished.result.loaded_data
+        return done
+
+
+def warm_up(source=None) -> int:
+    """What a process's first run does once, done before the timings: load the dataset of
+    ``source`` (on a worker: into its cache, :func:`~paizoo.leaderboard.executor.load_data_once`;
+    the sequential runner is given the dataset), import the model zoo and the pruners, and
+    build a ``torch.optim`` optimiser (a process's first one imports ``torch._dynamo``).
+    Returns the process id."""
+    import torch
+
+    import paizoo.api
+    import paizoo.models
+    import paizoo.pruners  # noqa: F401  (imported for the warm-up)
+    from paizoo.leaderboard.executor import load_data_once
+
+    if source is not None:
+        load_data_once(source)
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     return os.getpid()
 
 
