@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import secrets
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -221,3 +225,110 @@ def test_two_drivers_share_a_postgresql_store(ray_cluster, postgres_url, tmp_pat
     assert lib.attempts(traces) == {s.key: 1 for s in config.specs()}  # no run trained twice
     assert all(store.mask_file(r) is not None and store.mask_file(r).is_file()
                for r in store.records() if r.pruner != "dense")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A real Ray head started by `ray start --head` (2 CPUs, Ray Client on a free port, token
+    authentication on, its files in a temp folder); yields ``(client port, env, its folder)``
+    and stops it at the end (SIGTERM to `ray start --block`, which stops what it started)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("grpc", reason="ray:// (Ray Client) needs `pip install 'ray[client]'`")
+    folder = Path(tempfile.mkdtemp(prefix="rayc-", dir="/tmp"))  # short: Unix socket paths
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(lib.REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+        # Ray >= 2.59 turns token authentication on for `ray start --head`; a client must then
+        # be told to send the token (RAY_AUTH_MODE=token), it does not pick it up by itself
+        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once on SIGTERM
+        "RAY_USAGE_STATS_ENABLED": "0"}
+    gcs, client = _free_port(), _free_port()
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+         "--port", str(gcs), "--ray-client-server-port", str(client), "--num-cpus", "2",
+         "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+         "--dashboard-port", str(_free_port()),
+         "--dashboard-agent-listen-port", str(_free_port()), "--temp-dir", str(folder)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(folder / "ray-start.log").open("w"),
+        start_new_session=True)  # its own process group: stopped below by its id
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, (folder / "ray-start.log").read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", client), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray Client server did not start"
+                time.sleep(0.5)
+        yield client, env, folder
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        try:  # anything of its group still there
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_cli_runs_a_grid_on_a_cluster_through_ray_client(ray_head, tmp_path):
+    """`paizoo leaderboard run ... --executor ray --address ray://HOST:PORT` (a driver process
+    of its own) against a head started by `ray start`: each run recorded once, its mask and
+    log written by the driver into the store's folders, the runs trained by that cluster's
+    workers."""
+    import subprocess
+    import sys
+
+    client, env, folder = ray_head
+    cfg = lib.grid(tmp_path, pruners=[{"name": "random", "config": {"distribution": "erk"}}])
+    path = lib.write_grid(tmp_path, cfg)
+    address = f"ray://127.0.0.1:{client}"
+    command = [sys.executable, "-m", "paizoo", "leaderboard", "run", str(path),
+               "--executor", "ray", "--address", address, "--no-render"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f"running on Ray ({address}: 2 CPUs)" in out.stdout
+    store = ResultStore(cfg["store"])
+    config = parse_config(cfg)
+    keys = [r.run_key for r in store.records()]
+    assert sorted(keys) == sorted(s.key for s in config.specs()) and config.num_runs == 3
+    for record in store.records():
+        log = Path(record.log_path)
+        assert log.parent == store.logs_dir and len(log.read_text().splitlines()) >= 1
+        if record.pruner != "dense":
+            assert Path(record.mask_path).parent == store.masks_dir
+            # the mask file the worker wrote is the one the record describes
+            assert Mask.load(record.mask_path).density == pytest.approx(record.density)
+            assert record.density == pytest.approx(1 - record.sparsity, abs=0.01)
+    # each run ran in a worker process of that cluster: Ray logs its workers, by process id,
+    # in the session folder of the head (under --temp-dir)
+    pids = {int(m) for m in re.findall(r" on [^ :]+:(\d+)", out.stdout)}
+    logs = folder / "session_latest" / "logs"
+    assert pids and all(list(logs.glob(f"worker-*-{pid}.out")) for pid in pids), \
+        (pids, sorted(p.name for p in logs.glob("worker-*")))
+    # the same command again: nothing to do
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)
+    assert again.returncode == 0 and "ran 0, 3/3 done" in again.stdout, again.stdout[-2000:]
+    assert len(store) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import paizoo
 from paizoo.cli import main
@@ -87,3 +88,47 @@ def test_cli_status_of_a_bad_grid_is_one_line(tmp_path, capsys):
     assert main(["leaderboard", "status", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("paizoo: error: bad: 3 bad entries")
+
+
+def test_models_are_checked_without_meta_imports(tmp_path):
+    """The check runs the models on the CPU: a fresh process (e.g. a Ray or SLURM driver, which
+    trains nothing itself) does not import torch._dynamo and SymPy for it, as meta tensors do."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom paizoo.leaderboard import load_config\n"
+              "from paizoo.leaderboard.validate import validate_entries\n"
+              "validate_entries(load_config('leaderboards/quick.yaml'), 'digits')\n"
+              "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_model_too_large_for_the_cpu_is_checked_on_the_meta_device(tmp_path):
+    from paizoo.models import register_model
+    from paizoo.models.registry import _DESCRIPTIONS, _MODELS
+
+    built_on = []
+
+    def huge(num_classes: int, in_channels: int, width: int = 4) -> torch.nn.Module:
+        device = torch.empty(0).device.type
+        built_on.append(device)
+        if device == "cpu":  # what a model too large for this machine's memory does
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp] not enough memory")
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64 * in_channels, width),
+                                   torch.nn.Linear(width, num_classes))
+
+    register_model("test_huge")(huge)
+    try:
+        cfg = _bad_grid(tmp_path)
+        cfg["models"] = [{"name": "test_huge"}]
+        cfg["pruners"] = [{"name": "magnitude"}]
+        validate_entries(parse_config(cfg))  # digits: 1x8x8 inputs
+        assert built_on == ["cpu", "meta"]
+        cfg["models"] = [{"name": "test_huge", "config": {"width": "x"}}]  # bad either way
+        with pytest.raises(ConfigError, match=r"models\[test_huge\]"):
+            validate_entries(parse_config(cfg))
+    finally:
+        _MODELS.pop("test_huge", None)
+        _DESCRIPTIONS.pop("test_huge", None)

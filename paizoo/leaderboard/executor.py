@@ -291,6 +291,9 @@ def dispatch(
     Pruned runs record the final accuracy of their dense baseline (``dense_test_acc``) when it
     is in the store as they are written; a pruned run that finishes before its dense run of
     the same grid waits for it (the dense runs are submitted first, so this is rare).
+
+    Runs are submitted seed by seed, each seed's dense runs first and then its longest runs
+    first (:mod:`~paizoo.leaderboard.schedule`), so the workers finish close together.
     """
     from ..training.experiment import run_experiment
 
@@ -301,6 +304,7 @@ def dispatch(
     run_fn = run_fn or run_experiment
     resources = {s.key: config.resources_for(s) for _, s in todo}
     todo = [(i, _placed(s, executor.gpus_for(resources[s.key]))) for i, s in todo]
+    todo = _longest_first(todo, data)
     owner = owner or owner_id()
     keeper = LeaseKeeper(store, owner, lease_ttl_s)
     pending = deque(todo)
@@ -452,6 +456,18 @@ def dispatch(
     if others:
         say(f"left {len(others)} run(s) to the runners that hold them")
     return report
+
+
+def _longest_first(todo: list[tuple[int, RunSpec]], data: Any) -> list[tuple[int, RunSpec]]:
+    """``todo`` in submission order (:func:`~paizoo.leaderboard.schedule.longest_first`)."""
+    from ..data import dataset_info
+    from .schedule import longest_first
+
+    if not todo:
+        return todo
+    info = getattr(data, "info", None) or dataset_info(data.name)
+    train = getattr(data, "train", None)
+    return longest_first(todo, info, len(train) if hasattr(train, "__len__") else None)
 
 
 def on_cpu(config: LeaderboardConfig) -> LeaderboardConfig:

@@ -9,7 +9,8 @@ Without an address, a private Ray cluster is started on this machine for the dur
 grid: ``num_cpus`` CPUs (default all), no dashboard, listening on the loopback interface only,
 workers at the driver's priority (Ray's default is ``nice 15``).
 With ``address="auto"`` (a cluster started by ``ray start`` on this node), ``"HOST:PORT"``
-(a cluster's GCS address) or ``"ray://HOST:10001"`` (Ray Client, needs ``ray[client]``), the
+(a cluster's GCS address) or ``"ray://HOST:10001"`` (Ray Client: ``ray[client]``, which
+``paizoo[ray]`` installs; with token authentication, ``RAY_AUTH_MODE=token`` on the driver), the
 same grid runs on that cluster. CPU worker processes are reused across tasks, so each loads the
 dataset once (:func:`~paizoo.leaderboard.executor.load_data_once`); a run given a GPU (or a
 fraction of one) gets a fresh worker process, as Ray does for GPU functions by default, since a
@@ -130,8 +131,16 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot connect to {self.address}: {exc}; Ray Client "
                                     "needs pip install 'ray[client]'") from exc
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                hint = ""
+                if str(self.address).startswith("ray://") and \
+                        os.environ.get("RAY_AUTH_MODE", "") != "token":
+                    # Ray >= 2.59: `ray start --head` turns token authentication on when
+                    # ~/.ray/auth_token exists, and a Ray Client sends no token unless told
+                    hint = ("; if the cluster uses token authentication (`ray start --head` "
+                            "turns it on by default since Ray 2.59), set RAY_AUTH_MODE=token "
+                            "here, with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
                 raise ExecutorError(f"cannot start or reach the Ray cluster "
-                                    f"{self.address or '(local)'}: {exc}") from exc
+                                    f"{self.address or '(local)'}: {exc}{hint}") from exc
             self._owned = True
         # GPU tasks get a fresh worker process each (Ray's own default for GPU functions): a
         # process keeps the GPU it first initialised CUDA on, whatever the next task is given
