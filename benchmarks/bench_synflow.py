@@ -214,6 +214,7 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
     original_score, original_select = f64.score, pruner_base.select
     state: dict[str, Any] = {}
     rows: list[tuple[int, int, int, float]] = []
+    ref_trajectory: list[Mask] = []  # the float64 run's mask after every round
 
     def score(ctx: Any) -> Any:
         scores64 = original_score(ctx)
@@ -245,6 +246,7 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
             near += int((gap <= 2.0 ** -20).sum())
         iou = Mask(kept32).iou(kept64)
         rows.append((len(rows) + 1, differ, near, iou))
+        ref_trajectory.append(Mask(kept64))
         return kept64
 
     f64.score = score  # type: ignore[method-assign]
@@ -266,7 +268,7 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
     differing = sum(1 for row in rows if row[1])
     print(f"# {differing} of {rounds} rounds differ at all; lowest per-round IoU {worst:.6f}; "
           f"decisions that differ without a float32-level near tie: {bad}")
-    # the compounded run, on its own trajectory
+    # the compounded run: scaled32 on its own trajectory (the float64 one is recorded above)
     trajectory: list[Mask] = []
 
     def record(scores: Any, budget: Any, eligible: Any = None) -> Any:
@@ -274,20 +276,12 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
         trajectory.append(Mask(kept))
         return kept
 
-    ref_trajectory: list[Mask] = []
-
-    def record_ref(scores: Any, budget: Any, eligible: Any = None) -> Any:
-        kept = original_select(scores, budget, eligible)
-        ref_trajectory.append(Mask(kept))
-        return kept
-
-    for hook, precision in ((record_ref, "float64"), (record, "scaled32")):
-        pruner_base.select = hook
-        try:
-            paizoo.prune(model, "synflow", precision=precision, rounds=rounds,
-                         sparsity=sparsity, input_shape=shape, progress=False)
-        finally:
-            pruner_base.select = original_select
+    pruner_base.select = record
+    try:
+        paizoo.prune(model, "synflow", precision="scaled32", rounds=rounds, sparsity=sparsity,
+                     input_shape=shape, progress=False)
+    finally:
+        pruner_base.select = original_select
     counts = [sum(int((a[n] != b[n]).sum()) for n in a)
               for a, b in zip(ref_trajectory, trajectory, strict=True)]
     first = next((i for i, c in enumerate(counts) if c), None)
