@@ -91,6 +91,18 @@ def data_free_masks() -> bool:
     return ok
 
 
+def packed_grid(n: int, dataset: str, model: str, epochs: int, runs: int, device: str, *,
+                ray_gpus: bool) -> dict:
+    """The grid of check 3: ``runs`` dense runs (one seed each); with ``ray_gpus`` each asks Ray
+    for ``1/n`` of a GPU."""
+    entry: dict = {"name": model}
+    if ray_gpus:
+        entry["resources"] = {"cpus": 1, "gpus": 1 / n}
+    return {"name": f"packed{n}", "dataset": dataset, "models": [entry], "pruners": [],
+            "seeds": list(range(runs)),
+            "train": {"epochs": epochs, "batch_size": 128, "lr": 0.05, "device": device}}
+
+
 def packed_runs_processes(dataset: str, packing: list[int], runs: int,
                           device: str = "cuda", model: str = "lenet_300_100",
                           epochs: int = 1) -> None:
@@ -107,11 +119,8 @@ def packed_runs_processes(dataset: str, packing: list[int], runs: int,
     try:
         for n in packing:
             config = work / f"packed{n}.yaml"
-            config.write_text(yaml.safe_dump({
-                "name": f"packed{n}", "dataset": dataset,
-                "models": [{"name": model}], "pruners": [],
-                "seeds": list(range(runs)),
-                "train": {"epochs": epochs, "batch_size": 128, "lr": 0.05, "device": device}}))
+            config.write_text(yaml.safe_dump(
+                packed_grid(n, dataset, model, epochs, runs, device, ray_gpus=False)))
             store = work / f"p{n}" / "paizoo.db"
             command = [sys.executable, "-m", "paizoo", "leaderboard", "run", str(config),
                        "--store", str(store), "--device", device, "--threads", "1",
@@ -184,11 +193,8 @@ def packed_runs(dataset: str, packing: list[int], runs: int, model: str = "lenet
     rates = {}
     try:
         for n in packing:
-            config = parse_config({
-                "name": f"packed{n}", "dataset": dataset,
-                "models": [{"name": model, "resources": {"cpus": 1, "gpus": 1 / n}}],
-                "pruners": [], "seeds": list(range(runs)),
-                "train": {"epochs": epochs, "batch_size": 128, "lr": 0.05, "device": "cuda"}})
+            config = parse_config(packed_grid(n, dataset, model, epochs, runs, "cuda",
+                                              ray_gpus=True))
             start = time.perf_counter()
             report = run_leaderboard(config, open_store(work / f"p{n}" / "paizoo.db"),
                                      executor=RayExecutor(), progress=False,
