@@ -23,7 +23,7 @@ which paizoo's mask and the baseline's differ (0: the same mask). ``issue s`` = 
 code's seconds quoted in the issue (an idle machine, 2 threads), for orientation only.
 
 ``--profile`` splits each SynFlow run into scoring (the pruner's forward/backward on the
-all-ones input), selection (``paizoo.sparsity.select``: top-k over the still-eligible weights
+all-ones input), selection (``paizoo.sparsity.select_scored``: top-k over the still-eligible weights
 and the new mask) and the rest of the base-class loop (resetting weights to theta_0 * mask,
 building masks, the deep copy).
 
@@ -178,7 +178,7 @@ class Profile:
 
     @contextlib.contextmanager
     def patched(self, pruner: paizoo.Pruner) -> Iterator[None]:
-        original_select = pruner_base.select
+        original_select = pruner_base.select_scored
         original_score = pruner.score
 
         def timed_select(*args: Any, **kwargs: Any) -> Any:
@@ -195,12 +195,12 @@ class Profile:
             finally:
                 self.score += time.perf_counter() - t0
 
-        pruner_base.select = timed_select
+        pruner_base.select_scored = timed_select
         pruner.score = timed_score  # type: ignore[method-assign]
         try:
             yield
         finally:
-            pruner_base.select = original_select
+            pruner_base.select_scored = original_select
             del pruner.score
 
 

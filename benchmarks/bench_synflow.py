@@ -23,6 +23,11 @@ equal to the threshold score (the k-th largest), where the deterministic tie-bre
 wins) decides, and ``at thr`` = how many of the float64 kept/pruned decisions of that last round
 sit within float32 rounding (relative 2^-20) of the float64 threshold.
 
+``--baseline-rev REV`` adds a row ``float64@REV``: the float64 default with paizoo as of git
+revision REV (``git archive`` into a temporary folder, run in a child process of the same
+invocation, under the same load), and under each row of this code its speed-up over that
+revision and the IoU of the two masks (1.0 when a speed-up left the result unchanged).
+
 Models: timm ``resnet50`` at 3x224x224 (``pretrained=False``, ``zero_init_last=False`` so the
 residual branches carry flow; 1000 classes) and paizoo's ``vgg16_bn`` at 3x32x32 (10 classes).
 ``--quick``: 10 rounds, resnet50 at 3x64x64. The machine is shared: the load average at the
@@ -32,6 +37,7 @@ Usage::
 
     PYTHONPATH=. python benchmarks/bench_synflow.py                     # full table (slow)
     PYTHONPATH=. python benchmarks/bench_synflow.py --quick
+    PYTHONPATH=. python benchmarks/bench_synflow.py --baseline-rev 9586984  # vs an older paizoo
     PYTHONPATH=. python benchmarks/bench_synflow.py --models vgg16_bn --precisions float64,scaled32
     PYTHONPATH=. python benchmarks/bench_synflow.py --models timm:resnet50 --precisions float64 \\
         --save-masks /tmp/sf    # one precision per (background) run, masks saved ...
@@ -101,7 +107,8 @@ class Profile:
 
     @contextlib.contextmanager
     def patched(self, pruner: paizoo.Pruner) -> Iterator[None]:
-        original_select, original_grads = pruner_base.select, synflow_module.grads_or_zeros
+        original_select = pruner_base.select_scored
+        original_grads = synflow_module.grads_or_zeros
         original_score, original_run = pruner.score, ScaledForward.run
         profile = self
 
@@ -150,14 +157,15 @@ class Profile:
                     print(f"    round {profile.rounds_done}: {time.perf_counter() - t0:.1f}s "
                           f"score", file=sys.stderr, flush=True)
 
-        pruner_base.select = timed_select
+        pruner_base.select_scored = timed_select
         synflow_module.grads_or_zeros = timed_grads
         ScaledForward.run = timed_run  # type: ignore[method-assign]
         pruner.score = timed_score  # type: ignore[method-assign]
         try:
             yield
         finally:
-            pruner_base.select, synflow_module.grads_or_zeros = original_select, original_grads
+            pruner_base.select_scored = original_select
+            synflow_module.grads_or_zeros = original_grads
             ScaledForward.run = original_run  # type: ignore[method-assign]
             del pruner.score
 
@@ -211,7 +219,7 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
     model, shape = build(model_name, quick)
     f64 = paizoo.create_pruner("synflow", precision="float64", rounds=rounds)
     s32 = paizoo.create_pruner("synflow", precision="scaled32", rounds=rounds)
-    original_score, original_select = f64.score, pruner_base.select
+    original_score, original_select = f64.score, pruner_base.select_scored
     state: dict[str, Any] = {}
     rows: list[tuple[int, int, int, float]] = []
     ref_trajectory: list[Mask] = []  # the float64 run's mask after every round
@@ -232,8 +240,9 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
         return scores64
 
     def select(scores: Any, budget: Any, eligible: Any = None) -> Any:
-        kept64 = original_select(scores, budget, eligible)
-        kept32 = original_select(state["scores32"], budget, eligible)
+        selection = original_select(scores, budget, eligible)
+        kept64 = selection.masks
+        kept32 = original_select(state["scores32"], budget, eligible).masks
         flat = torch.cat([torch.where(eligible[n], scores[n], -1.0).reshape(-1).double()
                           if eligible is not None else scores[n].reshape(-1).double()
                           for n in scores])
@@ -247,15 +256,15 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
         iou = Mask(kept32).iou(kept64)
         rows.append((len(rows) + 1, differ, near, iou))
         ref_trajectory.append(Mask(kept64))
-        return kept64
+        return selection
 
     f64.score = score  # type: ignore[method-assign]
-    pruner_base.select = select
+    pruner_base.select_scored = select
     try:
         reference = paizoo.prune(model, f64, sparsity=sparsity, input_shape=shape,
                                  progress=False)
     finally:
-        pruner_base.select = original_select
+        pruner_base.select_scored = original_select
         del f64.score
     print(f"# {model_name}: each round of the float64 run also scored in scaled32 from the same "
           f"mask ({rounds} rounds, sparsity {sparsity}); rounds where a decision differs:")
@@ -272,16 +281,16 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
     trajectory: list[Mask] = []
 
     def record(scores: Any, budget: Any, eligible: Any = None) -> Any:
-        kept = original_select(scores, budget, eligible)
-        trajectory.append(Mask(kept))
-        return kept
+        selection = original_select(scores, budget, eligible)
+        trajectory.append(Mask(selection.masks))
+        return selection
 
-    pruner_base.select = record
+    pruner_base.select_scored = record
     try:
         paizoo.prune(model, "synflow", precision="scaled32", rounds=rounds, sparsity=sparsity,
                      input_shape=shape, progress=False)
     finally:
-        pruner_base.select = original_select
+        pruner_base.select_scored = original_select
     counts = [sum(int((a[n] != b[n]).sum()) for n in a)
               for a, b in zip(ref_trajectory, trajectory, strict=True)]
     first = next((i for i, c in enumerate(counts) if c), None)
@@ -293,6 +302,50 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
         print(f"# compounded (each precision on its own trajectory): first differs in round "
               f"{first + 1}; weights differing by round ({every}, {rounds}: {counts[-1]}); "
               f"final IoU {trajectory[-1].iou(reference):.4f}\n")
+
+
+_BASELINE_CHILD = """
+import json, sys, time
+import torch
+sys.path[:0] = [sys.argv[1], sys.argv[2]]  # the revision's paizoo first, then benchmarks/
+import paizoo
+from bench_synflow import build
+torch.set_num_threads(int(sys.argv[4]))
+model, shape = build(sys.argv[3], sys.argv[5] == "1")
+t0, c0 = time.perf_counter(), time.process_time()
+mask = paizoo.prune(model, "synflow", precision="float64", rounds=int(sys.argv[6]),
+                    sparsity=float(sys.argv[7]), input_shape=shape, progress=False)
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+mask.save(sys.argv[8])
+print(json.dumps({"seconds": seconds, "cpu": cpu, "file": paizoo.__file__}))
+"""
+
+
+def baseline_run(rev: str, model_name: str, quick: bool, rounds: int, sparsity: float,
+                 threads: int) -> tuple[float, float, Mask]:
+    """float64 SynFlow with paizoo as of git revision ``rev`` (``git archive`` into a temporary
+    folder, run in a child process of this run): (wall s, CPU s, mask)."""
+    import json
+    import subprocess
+    import tarfile
+    import tempfile
+
+    repo = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "paizoo"],
+                                 check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        mask_path = Path(tmp) / "mask.safetensors"
+        child = subprocess.run(
+            [sys.executable, "-c", _BASELINE_CHILD, tmp, str(repo / "benchmarks"), model_name,
+             str(threads), "1" if quick else "0", str(rounds), str(sparsity), str(mask_path)],
+            check=True, capture_output=True, text=True,
+            env={**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(threads)})
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        if not result["file"].startswith(tmp):  # pragma: no cover - a broken sys.path
+            raise RuntimeError(f"the baseline imported {result['file']}, not revision {rev}")
+        return result["seconds"], result["cpu"], Mask.load(mask_path)
 
 
 FINITE_MODELS = ("torchvision:resnet50", "timm:resnet50", "timm:vit_base_patch16_224")
@@ -338,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="per-round agreement of scaled32 with float64 from the same mask, "
                              "and where the compounded runs part")
     parser.add_argument("--save-masks", type=Path, default=None)
+    parser.add_argument("--baseline-rev", default=None, metavar="REV",
+                        help="also run float64 with paizoo as of git revision REV (e.g. the "
+                             "commit before a speed-up), in a child process of this run; its "
+                             "row is 'float64@REV' and its mask is compared with this code's")
     parser.add_argument("--compare-masks", type=Path, default=None,
                         help="a --save-masks folder holding the float64 masks of an earlier run")
     args = parser.parse_args(argv)
@@ -352,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"# SynFlow, {rounds} rounds, sparsity {args.sparsity}, {args.threads} threads, "
           f"torch {torch.__version__}; load average at start: {os.getloadavg()}", flush=True)
-    header = (f"{'model':16} {'precision':9} {'cpu s':>8} {'seconds':>8} {'forward':>8} "
+    header = (f"{'model':16} {'precision':15} {'cpu s':>8} {'seconds':>8} {'forward':>8} "
               f"{'backward':>8} {'score+':>7} {'select':>7} {'rest':>6} {'x f64':>6} {'IoU':>7} "
               f"{'differ':>7} {'tied':>6} {'at thr':>7}")
     print(header, flush=True)
@@ -368,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
             if path.exists():
                 reference = (Mask.load(path), None, math.nan)
                 f64_cpu = float(str(Mask.load_metadata(path).get("cpu", "nan")))
+        if args.baseline_rev is not None:
+            seconds, cpu, base_mask = baseline_run(args.baseline_rev, model_name, args.quick,
+                                                   rounds, args.sparsity, args.threads)
+            base_cpu, base_label = cpu, f"float64@{args.baseline_rev[:7]}"
+            print(f"{model_name:16} {base_label:15} {cpu:8.1f} {seconds:8.1f} "
+                  f"{'(older revision: no split)':>40}", flush=True)
         for precision in args.precisions.split(","):
             subject = model
             if precision == PERTURBED:  # float64 on weights moved by float32 rounding noise
@@ -375,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             pruner = paizoo.create_pruner("synflow", precision=precision.split("-")[0],
                                           rounds=rounds)
             profile = Profile()
-            label = f"{model_name:16} {precision:9}"
+            label = f"{model_name:16} {precision:15}"
             t0, c0 = time.perf_counter(), time.process_time()
             try:
                 with profile.patched(pruner):
@@ -411,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label} {cpu:8.1f} {seconds:8.1f} {profile.forward:8.1f} "
                   f"{profile.backward:8.1f} {score_rest:7.1f} {profile.select:7.1f} {rest:6.1f} "
                   f"{speedup:6.2f} {iou:>7} {differ:>7} {tied:6d} {near:>7}", flush=True)
+            if args.baseline_rev is not None:
+                same = sum(int((mask[n] != base_mask[n]).sum()) for n in mask)
+                print(f"{'':16} {'':15} vs {base_label}: {base_cpu / cpu:.2f}x CPU s; mask IoU "
+                      f"{mask.iou(base_mask):.4f} ({same} weights differ)", flush=True)
     print(f"# load average at end: {os.getloadavg()}", flush=True)
     return 0
 

@@ -332,19 +332,6 @@ def warn_after_pruning(
             stacklevel=stacklevel + 1)
 
 
-def zero_score_layers(scores: Mapping[str, torch.Tensor],
-                      eligible: Mapping[str, torch.Tensor] | None = None) -> list[str]:
-    """Names of the layers whose scores are identically zero (over their eligible weights)."""
-    out = []
-    for name, s in scores.items():
-        nonzero = s.detach().ne(0)
-        if eligible is not None:  # in place on the fresh flags: no gather, no copy of scores
-            nonzero.logical_and_(eligible[name].to(s.device).bool())
-        if not bool(nonzero.any()):
-            out.append(name)
-    return out
-
-
 def all_zero_message(pruner: str, round_index: int, rounds: int,
                      findings: Sequence[ScaleFinding]) -> str:
     """The error raised when every score of a round is zero (no ranking to prune by)."""

@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 
 from paizoo.errors import ScoreError, SparsityError
 from paizoo.sparsity import (
+    _banded_threshold,
+    _top_k_candidates,
     allocate_exact,
     density_schedule,
     kept_count,
     resolve_density,
     select,
+    select_scored,
     top_k_flat,
 )
 
@@ -222,6 +225,53 @@ def test_select_keeps_float64_precision() -> None:
     assert out["a"].tolist() == [False, True] and out["b"].tolist() == [True]
 
 
+def test_select_mixed_dtypes_compares_in_the_wider_one() -> None:
+    # the float64 threshold 1 + 2^-40 must not be rounded to float32's 1.0 when it is compared
+    # with the float32 layer: 1.0 < 1 + 2^-40, so the float32 weight is not tied with it
+    scores = {"a": torch.tensor([1.0, 0.5], dtype=torch.float32),
+              "b": torch.tensor([1.0 + 2.0 ** -40, 3.0], dtype=torch.float64)}
+    out = select(scores, 2)
+    assert out["a"].tolist() == [False, False] and out["b"].tolist() == [True, True]
+    out = select(scores, 3)
+    assert out["a"].tolist() == [True, False] and out["b"].tolist() == [True, True]
+
+
+def test_select_ignores_scores_of_ineligible_weights() -> None:
+    scores = {"a": torch.tensor([float("nan"), 2.0, 1.0]), "b": torch.tensor([float("inf"), 0.5])}
+    eligible = {"a": torch.tensor([False, True, True]), "b": torch.tensor([False, True])}
+    out = select(scores, 2, eligible)
+    assert out["a"].tolist() == [False, True, True] and out["b"].tolist() == [False, False]
+    with pytest.raises(ScoreError, match="NaN scores for 'a'"):
+        select(scores, 2)
+
+
+def test_select_scored_names_all_zero_layers() -> None:
+    scores = {"a": torch.tensor([0.0, 0.0, 3.0]), "b": torch.tensor([0.0, -0.0]),
+              "c": torch.tensor([1.0, -2.0]), "d": torch.tensor([5.0])}
+    eligible = {"a": torch.tensor([True, True, False]), "b": torch.tensor([True, True]),
+                "c": torch.tensor([True, True]), "d": torch.tensor([False])}
+    result = select_scored(scores, 2, eligible)
+    assert result.zero_layers == ["a", "b", "d"]  # d: no candidate at all
+    # the two largest candidates: c's 1.0 and the first of the tied zeros (a[0])
+    assert result.masks["c"].tolist() == [True, False]
+    assert result.masks["a"].tolist() == [True, False, False]
+    per_layer = select_scored(scores, {"a": 1, "b": 0, "c": 1, "d": 0}, eligible)
+    assert per_layer.zero_layers == ["a", "b", "d"]
+    assert per_layer.masks["a"].tolist() == [True, False, False]
+    assert per_layer.masks["c"].tolist() == [True, False]
+
+
+def test_select_does_not_modify_the_scores() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = {"a": torch.rand(1000, generator=gen, dtype=torch.float64),
+              "b": torch.rand(50, 20, generator=gen)}
+    before = {n: s.clone() for n, s in scores.items()}
+    select(scores, 700)
+    select(scores, {"a": 10, "b": 999})
+    top_k_flat(scores["a"], 3)
+    assert all(torch.equal(scores[n], before[n]) for n in scores)
+
+
 def test_select_errors() -> None:
     with pytest.raises(ScoreError, match="NaN scores for 'a'"):
         select({"a": torch.tensor([1.0, float("nan")])}, 1)
@@ -322,3 +372,66 @@ def test_allocate_exact_many_layers_is_fast() -> None:
     counts = allocate_exact(weights, capacities, sum(capacities) // 2)
     assert sum(counts) == sum(capacities) // 2
     assert time.perf_counter() - start < 5.0
+
+
+# ---- the banded threshold search (large inputs) -----------------------------------------------
+
+
+def _layers_and_flags(draw_values: list[list[float]], eligible_flat: list[bool] | None):
+    flats = {f"l{i}": torch.tensor(v, dtype=torch.float64) for i, v in enumerate(draw_values)}
+    flags: dict[str, torch.Tensor | None] = {n: None for n in flats}
+    if eligible_flat is not None:
+        offset = 0
+        for n, f in flats.items():
+            flags[n] = torch.tensor(eligible_flat[offset:offset + f.numel()], dtype=torch.bool)
+            offset += f.numel()
+    return flats, flags
+
+
+@settings(max_examples=200)
+@given(st.lists(st.lists(st.integers(-3, 40), min_size=1, max_size=200), min_size=1, max_size=5),
+       st.data())
+def test_banded_selection_equals_brute_force(layers: list[list[int]], data: st.DataObject) -> None:
+    # sample=16: the banded search runs from 128 scores on (in use: from 8 x 65,536)
+    flat = [float(x) for v in layers for x in v]
+    use_flags = data.draw(st.booleans())
+    eligible_flat = (data.draw(st.lists(st.booleans(), min_size=len(flat), max_size=len(flat)))
+                     if use_flags else None)
+    flats, flags = _layers_and_flags([[float(x) for x in v] for v in layers], eligible_flat)
+    total = sum(eligible_flat) if eligible_flat is not None else len(flat)
+    k = data.draw(st.integers(0, total))
+    zero: list[str] = []
+    keep = _top_k_candidates(flats, flags, k, zero, "", sample=16)
+    got = [bool(x) for n in flats for x in keep[n].tolist()]
+    masked = flat if eligible_flat is None else [
+        s if e else -math.inf for s, e in zip(flat, eligible_flat, strict=True)]
+    assert got == _brute_top_k(masked, k)
+    expected_zero = [n for n, f in flats.items()
+                     if not bool(((f != 0) & (flags[n] if flags[n] is not None
+                                              else torch.ones_like(f, dtype=torch.bool))).any())]
+    assert zero == expected_zero
+
+
+def test_banded_threshold_is_used_and_exact_on_large_random_scores() -> None:
+    gen = torch.Generator().manual_seed(0)
+    flats = {"a": torch.rand(50_000, generator=gen, dtype=torch.float64),
+             "b": torch.rand(30_000, generator=gen, dtype=torch.float64).round(decimals=3)}
+    flags = {"a": torch.rand(50_000, generator=gen) < 0.7, "b": None}
+    counts = {"a": int(flags["a"].sum()), "b": 30_000}
+    total = sum(counts.values())
+    for k in (1, 17, total // 3, total - 5, total - 1):
+        banded = _banded_threshold(flats, flags, counts, k, [], sample=1024)
+        assert banded is not None  # the band holds the threshold: this path is exercised
+        candidates = torch.cat([flats["a"][flags["a"]], flats["b"]])
+        assert float(banded) == float(torch.sort(candidates, descending=True).values[k - 1])
+
+
+def test_banded_threshold_falls_back_when_the_sample_misleads() -> None:
+    # every sampled position (stride 8) holds a 0, every other position a 1: the sample says
+    # the threshold is 0, the band [0, 0] holds no candidate above it, the search gives up
+    values = torch.ones(800, dtype=torch.float64)
+    values[::8] = 0.0
+    flats, flags = {"a": values}, {"a": None}
+    assert _banded_threshold(flats, flags, {"a": 800}, 300, [], sample=100) is None
+    keep = _top_k_candidates(flats, flags, 300, [], "", sample=100)["a"]
+    assert keep.tolist() == _brute_top_k(values.tolist(), 300)

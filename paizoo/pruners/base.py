@@ -31,7 +31,7 @@ from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
 from ..progress import Progress, round_progress
 from ..reparam import remove_masks, scoring_safe_weight_norm
-from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
+from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select_scored
 
 Scope = Literal["global", "layer"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -231,27 +231,32 @@ class Pruner(ABC):
             else:  # continue from the density the model already has
                 relative = density_schedule(density / start.density, self.rounds, self.schedule)
                 schedule = [start.density * d for d in relative[:-1]] + [density]
+            # the loop works on plain {name: bool tensor} dicts it owns (a Mask hands out
+            # copies); ctx.mask is the Mask view of the same flags for the pruner
+            flags = {n: mask[n] for n in params}
+            fixed = None if start is None else {n: start[n] for n in params}
             for r, round_density in enumerate(round_progress(schedule, f"{self.name} rounds",
                                                              progress)):
                 ctx.round, ctx.density, ctx.mask = r, round_density, mask
                 with torch.no_grad():
                     for n, p in params.items():
-                        torch.mul(ctx.initial[n], mask[n], out=p)  # no temporary
+                        torch.mul(ctx.initial[n], flags[n], out=p)  # no temporary
                 scores = self.score(ctx)
-                check_scores(scores, shapes, check_nan=False)  # select() checks for NaN
+                check_scores(scores, shapes, check_nan=False)  # select_scored() checks for NaN
                 scores = {n: scores[n].to(device) for n in params}
                 if self.monotone and (r > 0 or start is not None):
-                    eligible: Mask | None = mask
+                    eligible = flags
                 else:  # non-monotone pruners may revive weights of earlier rounds, never ones
-                    eligible = start  # the model had already pruned before pruning started
-                zero = diagnostics.zero_score_layers(scores, eligible)
-                if len(zero) == len(scores):
+                    eligible = fixed  # the model had already pruned before pruning started
+                budget = self.budgets(shapes, round_density)
+                selection = select_scored(scores, budget, eligible)
+                if len(selection.zero_layers) == len(scores):
                     raise ScoreError(diagnostics.all_zero_message(self.name, r, self.rounds,
                                                                   findings))
                 if r == 0:
-                    zero_scored = zero
-                budget = self.budgets(shapes, round_density)
-                mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
+                    zero_scored = selection.zero_layers
+                flags = selection.masks
+                mask = Mask(flags)
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
                     coverage_of(model, mask, exclude))
         diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
