@@ -45,7 +45,10 @@ where that keeps the mask exact on the weight the module computes:
 * ``parametrizations.weight_norm``: the direction ``v`` (``<m>.parametrizations.weight.original1``)
   is pruned; ``w = g v / ||v||`` has exactly the zeros of ``v`` (the kept entries of each row
   are renormalised to norm ``g``, which is what weight normalisation means). A row (slice
-  along ``dim``) with no kept weight would compute 0/0, so such a mask is refused on apply;
+  along ``dim``) with no kept weight would compute 0/0, so such a mask is refused on apply.
+  The magnitude ``g`` (``original0``) is never pruned: an include pattern that reaches it but
+  not the weight it scales (e.g. ``include="*.original0"``) raises
+  :class:`~paizoo.errors.CoverageError` saying to name the weight (or ``original1``) instead;
 * ``parametrizations.spectral_norm``: the original ``W`` is pruned; ``W / sigma(W)`` has its
   zeros;
 * a custom parametrization is pruned through ``original`` only if it declares
@@ -284,6 +287,35 @@ def parameter_table(model: nn.Module) -> dict[str, ParamInfo]:
     return {info.name: info for info in by_id.values()}
 
 
+def _refuse_auxiliary_includes(table: dict[str, ParamInfo], include_p: list[str]) -> None:
+    """Raise if an include pattern reaches weight norm's magnitude ``g`` (``original0``, never
+    pruned) without reaching the weight it scales (its direction ``v`` or its logical name):
+    that pattern would select nothing there, silently."""
+    for info in table.values():
+        if not info.auxiliary:
+            continue
+        partners = [other for other in table.values()
+                    if not other.auxiliary and set(other.logical) & set(info.logical)]
+        partner_names = {n for other in partners
+                         for n in (other.name, *other.aliases, *other.logical)}
+        for pattern in include_p:
+            if not _matches(info.name, [pattern]) and not _matches_any(info.aliases, pattern):
+                continue
+            if _matches_any(partner_names, pattern):
+                continue
+            weight = info.logical[0]
+            v = ", ".join(sorted({other.name for other in partners}))
+            raise CoverageError(
+                f"include pattern {pattern!r} names {info.name}, the magnitude g of weight norm "
+                f"on {weight}, which paizoo never prunes (the weight g v/||v|| has the zeros of "
+                f"the direction v; a mask on g would remove whole rows, not weights); to prune "
+                f"that weight, name {weight} (or {v}), which masks v")
+
+
+def _matches_any(names: Iterable[str], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
 def select_parameters(
     model: nn.Module, include: Patterns = None, exclude: Patterns = None, cover: Cover = None
 ) -> dict[str, ParamInfo]:
@@ -295,8 +327,10 @@ def select_parameters(
     kinds = resolve_cover(cover)
     include_p, exclude_p = _as_patterns(include), _as_patterns(exclude)
     exact = {p for p in include_p if not _GLOB_CHARS & set(p)}
+    table = parameter_table(model)
+    _refuse_auxiliary_includes(table, include_p)
     found: dict[str, ParamInfo] = {}
-    for name, info in parameter_table(model).items():
+    for name, info in table.items():
         if info.auxiliary:
             continue
         names = [name, *info.aliases, *info.logical]

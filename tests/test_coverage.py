@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -142,6 +143,28 @@ def test_weight_norm_pruned_exactly_through_v() -> None:
         opt.step()
     assert torch.equal(model[0].weight != 0, keep)
     assert paizoo.Mask.from_model(model) == mask
+
+
+def test_include_naming_weight_norms_magnitude_is_refused() -> None:
+    """``original0`` (the magnitude g) is never pruned; naming it in include= is an error that
+    says what to name instead, never a silent skip. Globs that also reach the layer's weight
+    (``0.*``, its logical name) prune it through v as before."""
+    model = _wn_mlp()
+    g_name = "0.parametrizations.weight.original0"
+    for include, pattern in (([g_name, "2.weight"], g_name), (g_name, g_name),
+                             ("*.original0", "*.original0"), (["2.*", "*[0]"], "*[0]"),
+                             (["*.original0", "*.original1"], "*.original0")):
+        with pytest.raises(paizoo.CoverageError, match=(
+                rf"include pattern {re.escape(repr(pattern))} names {re.escape(g_name)}, the "
+                r"magnitude "
+                r"g of weight norm on 0\.weight.*name 0\.weight \(or "
+                r"0\.parametrizations\.weight\.original1\)")):
+            paizoo.prune(model, "magnitude", sparsity=0.5, include=include)
+    v_name = "0.parametrizations.weight.original1"
+    for include, expected in (("0.*", [v_name]), ("0.weight", [v_name]),
+                              ("*.original*", [v_name]),
+                              (["*.weight", "2.*"], [v_name, "2.weight"])):
+        assert list(paizoo.Mask.ones(model, include=include)) == expected
 
 
 def test_spectral_norm_pruned_through_original() -> None:
