@@ -45,7 +45,9 @@ where that keeps the mask exact on the weight the module computes:
 * ``parametrizations.weight_norm``: the direction ``v`` (``<m>.parametrizations.weight.original1``)
   is pruned; ``w = g v / ||v||`` has exactly the zeros of ``v`` (the kept entries of each row
   are renormalised to norm ``g``, which is what weight normalisation means). A row (slice
-  along ``dim``) with no kept weight would compute 0/0, so such a mask is refused on apply.
+  along ``dim``) with no kept weight would compute 0/0: the pruners keep a weight in every
+  slice (``keep_one`` of :func:`paizoo.sparsity.select`; a sparsity keeping fewer weights than
+  slices raises :class:`~paizoo.errors.SparsityError` up front), and apply refuses such a mask.
   The magnitude ``g`` (``original0``) is never pruned: an include pattern that reaches it but
   not the weight it scales (e.g. ``include="*.original0"``) raises
   :class:`~paizoo.errors.CoverageError` saying to name the weight (or ``original1``) instead;

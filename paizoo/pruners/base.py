@@ -30,8 +30,16 @@ from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityErr
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
 from ..progress import Progress, round_progress
-from ..reparam import remove_masks, scoring_safe_weight_norm
-from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select
+from ..reparam import remove_masks, weight_norm_dims
+from ..sparsity import (
+    Schedule,
+    check_keep_one,
+    check_scores,
+    density_schedule,
+    kept_count,
+    select,
+    slice_counts,
+)
 
 Scope = Literal["global", "layer"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -156,7 +164,8 @@ class Pruner(ABC):
         :mod:`paizoo.params`); a :class:`~paizoo.masks.CoverageWarning` names the weights of
         the model they leave dense (also in ``mask.report()``). ``progress``: see
         :mod:`paizoo.progress` (a bar on a terminal, a line every 10 s with an ETA elsewhere,
-        for multi-round pruners).
+        for multi-round pruners). Every round keeps a weight in each slice of a weight-normed
+        weight's ``v`` (see :func:`paizoo.sparsity.select`, ``keep_one``), so the mask applies.
         """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
@@ -178,7 +187,6 @@ class Pruner(ABC):
         original = prunable_parameters(model, include, exclude, cover)
         start = self._existing_mask(model, original)
         work = _working_copy(model)
-        scoring_safe_weight_norm(work)
         if start is not None:
             remove_masks(work)
         params = prunable_parameters(work, include, exclude, cover)
@@ -196,6 +204,9 @@ class Pruner(ABC):
             raise SparsityError(
                 f"density {density:.3g} keeps 0 of {sum(p.numel() for p in params.values())} "
                 "prunable weights; use a lower sparsity or compression, or a higher density")
+        # weight norm divides each slice of v by its norm: every round keeps a weight in each
+        keep_one = weight_norm_dims(work, params)
+        check_keep_one(first, slice_counts(shapes, keep_one))  # up front, before scoring
         if start is not None and isinstance(first, dict):
             over = [n for n, k in first.items() if k > int(start[n].sum())]
             if over:
@@ -251,7 +262,8 @@ class Pruner(ABC):
                 if r == 0:
                     zero_scored = zero
                 budget = self.budgets(shapes, round_density)
-                mask = Mask(select(scores, budget, eligible))  # type: ignore[arg-type]
+                mask = Mask(select(scores, budget, eligible,  # type: ignore[arg-type]
+                                   keep_one=keep_one))
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
                     coverage_of(model, mask, exclude))
         diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
