@@ -353,12 +353,20 @@ def select_parameters(
 
 
 def prunable_modules(
-    model: nn.Module, include: Patterns = None, exclude: Patterns = None
+    model: nn.Module, include: Patterns = None, exclude: Patterns = None, *,
+    parametrized: bool = False,
 ) -> dict[str, nn.Module]:
     """Map each prunable Conv/Linear weight name (``"<module>.weight"``) to its module.
 
-    The graph encoders and metrics work on these layers only (the default coverage, without
-    parametrized weights).
+    The metrics work on these layers only (the default coverage, without parametrized
+    weights). With ``parametrized=True`` (the graph encoders) a Conv/Linear module whose
+    ``weight`` is parametrized is listed too, under the name of the original tensor paizoo
+    prunes (:func:`weight_key`, e.g. ``"fc1.parametrizations.weight.original1"`` for weight
+    norm); include/exclude patterns match that name or ``"<module>.weight"``.
+
+    Raises:
+        CoverageError: (``parametrized=True``) a listed weight's parametrization cannot be
+            masked exactly (the refusal of :func:`select_parameters`).
     """
     include_p, exclude_p = _as_patterns(include), _as_patterns(exclude)
     found: dict[str, nn.Module] = {}
@@ -366,19 +374,51 @@ def prunable_modules(
     for module_name, module in model.named_modules():
         if not isinstance(module, PRUNABLE_MODULE_TYPES):
             continue
-        weight = getattr(module, "weight_orig", None)
-        if weight is None:
-            weight = module._parameters.get("weight")
+        logical = f"{module_name}.weight" if module_name else "weight"
+        if parametrize.is_parametrized(module, "weight"):
+            if not parametrized:
+                continue
+            name, weight, refusal = _parametrized_weight(module, logical)
+        else:
+            weight = getattr(module, "weight_orig", None)
+            if weight is None:
+                weight = module._parameters.get("weight")
+            name, refusal = logical, None
+        if include_p and not _matches(name, include_p) and not _matches(logical, include_p):
+            continue
+        if _matches(name, exclude_p) or _matches(logical, exclude_p):
+            continue
+        if refusal is not None:
+            raise CoverageError(refusal)
         if not isinstance(weight, nn.Parameter) or id(weight) in seen:
             continue  # weightless module, or a weight tied to one already listed
-        name = f"{module_name}.weight" if module_name else "weight"
-        if include_p and not _matches(name, include_p):
-            continue
-        if _matches(name, exclude_p):
-            continue
         seen.add(id(weight))
         found[name] = module
     return found
+
+
+def weight_key(module_name: str, module: nn.Module) -> str:
+    """The mask name of a Conv/Linear module's ``weight``: ``"<module>.weight"``, or for a
+    parametrized weight the original tensor paizoo prunes (``...parametrizations.weight.
+    original1`` for weight norm, ``...original`` otherwise)."""
+    logical = f"{module_name}.weight" if module_name else "weight"
+    if parametrize.is_parametrized(module, "weight"):
+        return _parametrized_weight(module, logical)[0]
+    return logical
+
+
+def _parametrized_weight(module: nn.Module, logical: str
+                         ) -> tuple[str, nn.Parameter | None, str | None]:
+    """``(mask name, original tensor, refusal or None)`` of a module's parametrized weight."""
+    from torch.nn.utils.parametrizations import _WeightNorm
+
+    plist = module.parametrizations["weight"]
+    attr = "original1" if isinstance(plist[0], _WeightNorm) and not plist.is_tensor else "original"
+    prefix = logical[: -len("weight")]
+    name = f"{prefix}parametrizations.weight.{attr}"
+    tensor = plist._parameters.get(f"{attr}_orig", plist._parameters.get(attr))
+    refusal, _ = _parametrization_role(plist, attr, logical)
+    return name, tensor, refusal
 
 
 def prunable_parameters(
