@@ -144,6 +144,59 @@ def test_tied_weights_train_masked_in_both_modes_alike(digits):
         assert torch.equal(weights[0][n], weights[1][n]), n
 
 
+class _TiedLM(nn.Module):
+    """Embedding -> Linear -> head, the head tied to the embedding (an LM head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(12, 6)
+        self.mid = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 12, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mid(self.embed(tokens))))
+
+
+def test_check_mask_enforced_checks_every_module_using_a_tied_tensor():
+    import torch.nn.utils.prune as torch_prune
+
+    model = _TiedLM()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.5, cover="embedding", apply=True)
+    assert list(mask) == ["embed.weight", "mid.weight"]
+    MaskEnforcer(model, "hook").finish()  # weight_orig zeroed at pruned positions: all clean
+    assert check_mask_enforced(model, mask).nonzero_pruned == 0
+
+    # the second user's effective weight is stale (nonzero at a pruned position)
+    pos = tuple((~mask["embed.weight"]).nonzero()[0])
+    with torch.no_grad():
+        model.head.weight[pos] = 1.0
+    with pytest.raises(MaskViolationError, match=r"head\.weight.*1 pruned weight value"):
+        check_mask_enforced(model, mask)
+    model(torch.tensor([[1, 2]]))  # the hooks recompute it: clean again
+    check_mask_enforced(model, mask)
+
+    # the second user carries another mask
+    with torch.no_grad():
+        model.head.weight_mask[pos] = 1.0
+    with pytest.raises(MaskViolationError, match=r"head\.weight: the mask buffer differs"):
+        check_mask_enforced(model, mask)
+
+    # the second user is not masked at all: it computes with the shared tensor unmasked
+    plain = _TiedLM()
+    keep = mask["embed.weight"]
+    torch_prune.custom_from_mask(plain.embed, "weight", keep)  # the embedding only
+    torch_prune.custom_from_mask(plain.mid, "weight", mask["mid.weight"])
+    with torch.no_grad():
+        plain.embed.weight_orig.mul_(keep)
+        plain.mid.weight_orig.mul_(mask["mid.weight"])
+    assert plain.head.weight is plain.embed.weight_orig
+    with pytest.raises(MaskViolationError,
+                       match=r"embed\.weight: head\.weight uses the same tensor without the mask"):
+        check_mask_enforced(plain, mask)
+
+
 def test_replacing_the_mask_of_a_tied_tensor_masks_every_use():
     from paizoo.training.loop import _replace_mask  # what topology updates (SET) call
 
