@@ -149,6 +149,37 @@ def test_runner_checks_the_store_and_imports_pending_runs_first(store_url, tmp_p
     assert not store.pending_file.exists()
 
 
+def test_status_counts_the_runs_waiting_in_the_pending_file(store_url, tmp_path, capsys):
+    from paizoo.cli import main
+
+    cfg_path = _grid(tmp_path, store_url)
+    config = load_config(cfg_path)
+    store = open_store(store_url)
+    specs = config.specs()
+    records = [_record(s) for s in specs[:3]]
+    for rec in records:
+        rec.mask_path = None
+    store.add(records[2])  # in the store and (again) in the pending file: done, not pending
+    store.pending_file.parent.mkdir(parents=True, exist_ok=True)
+    store.pending_file.write_text(json.dumps(records[0].to_row()) + "\n"
+                                  + json.dumps(records[2].to_row()) + "\n" + '{"run_key": "x')
+    # an import a killed process left half done still holds its records
+    dead = store.pending_file.with_name(f"{store.pending_file.name}.importing-999999999-1")
+    dead.write_text(json.dumps(records[1].to_row()) + "\n")
+    status = grid_status(config, store)
+    assert status.done == 1 and status.pending == specs[:2]
+    assert main(["leaderboard", "status", str(cfg_path), "--missing", "--store", store_url]) == 0
+    out = capsys.readouterr().out
+    assert f"1/{config.num_runs} runs done on digits" in out
+    assert (f"2 more finished run(s) wait in {store.pending_file} to be imported (the next "
+            "`paizoo leaderboard run` on this store imports them)") in out
+    assert out.count("[finished, waiting in the pending file]") == 2
+    run_leaderboard(config, store, data=SimpleNamespace(name="digits"), run_fn=_fake_run([]),
+                    progress=False, echo=lambda _m: None, limit=0)
+    status = grid_status(config, store)
+    assert status.done == 3 and status.pending == []
+
+
 def test_a_run_finished_while_the_store_is_locked_is_kept_and_imported_once(store_url, tmp_path):
     config = parse_config(yaml.safe_load(_grid(tmp_path, store_url).read_text()),
                           path=tmp_path / "g.yaml")

@@ -45,6 +45,9 @@ class GridStatus:
     total: int
     done: int
     missing: list[RunSpec] = field(default_factory=list)
+    #: the missing runs that finished but wait in the store's pending file (a store that was
+    #: locked or unreachable when they ended); the next runner on the store imports them
+    pending: list[RunSpec] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -111,14 +114,16 @@ def dataset_in_store(config: LeaderboardConfig, store: BaseStore) -> str:
 
 def grid_status(config: LeaderboardConfig, store: BaseStore, dataset: str | None = None
                 ) -> GridStatus:
-    """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`)."""
+    """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`), and
+    which missing runs wait in the store's pending file."""
     dataset = dataset or dataset_in_store(config, store)
     validate_entries(config, dataset)
     specs = config.specs(dataset)
     present = store.get_many(s.key for s in specs)
     missing = [s for s in specs if s.key not in present]
+    waiting = store.pending_keys() if missing else set()
     return GridStatus(dataset=dataset, total=len(specs), done=len(specs) - len(missing),
-                      missing=missing)
+                      missing=missing, pending=[s for s in missing if s.key in waiting])
 
 
 def run_leaderboard(
