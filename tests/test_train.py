@@ -103,6 +103,28 @@ def test_enforcer_detects_a_weight_that_escaped_the_mask():
         enforcer.finish()
 
 
+def test_should_stop_ends_training_after_the_step_it_says_so(digits, tmp_path):
+    from paizoo.training import TrainingStopped
+
+    train_set, test_set = digits
+    model, _ = _pruned()
+    forwards = []
+    model.register_forward_hook(lambda m, i, o: forwards.append(m.training))
+    asked = []
+
+    def should_stop() -> bool:  # asked before epoch 1, then after every step: stop after 3
+        asked.append(1)
+        return len(asked) == 4
+
+    log = tmp_path / "log.jsonl"
+    with pytest.raises(TrainingStopped, match=r"stopped by the caller at step 3 \(epoch 1 of 2\)"):
+        train(model, train_set, test_set, FAST, progress=False, should_stop=should_stop,
+              log_path=str(log))
+    assert forwards == [True, True, True]  # three training steps, no evaluation
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["start", "stopped"]
+
+
 def test_hook_and_project_modes_give_identical_training(digits):
     train_set, test_set = digits
     histories, weights = [], []

@@ -216,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = report.already_done + len(report.ran)
     print(f"{config.name}: ran {len(report.ran)}, {done}/{report.total} done"
           + (f", {len(report.failed)} failed" if report.failed else "")
+          + (f", {len(report.lost_leases)} stopped early (their leases were taken over by "
+             "other runners)" if report.lost_leases else "")
           + (" (stopped at --limit)" if report.stopped_at_limit else ""))
     if not args.no_render:
         rendered = render_leaderboard(config, store, out_dir=args.out_dir)
