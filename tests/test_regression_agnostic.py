@@ -340,6 +340,79 @@ def test_rank_pruners_on_unseen_architecture(tmp_path) -> None:
     assert res.split == "lopo"
 
 
+def test_in_domain_is_decided_by_architecture_not_by_name(tmp_path) -> None:
+    """A request whose model *name* is a training model's gets the leave-one-pruner-out split
+    only when it is that network: a wider network under the same name (or the zoo model built
+    for another input size) gets leave-one-architecture-out, and a note says why."""
+    from paizoo.regression import load_predictor, rank_pruners
+
+    _agnostic_predictor(tmp_path / "p.skops")
+    predictor = load_predictor(tmp_path / "p.skops")
+    recorded = predictor.info["trained_on"]["architectures"]
+    assert recorded["mlp_factory"] == layout_of(mlp_factory(0), (1, 4, 4)).descriptors()
+    assert recorded["wide_factory"] == layout_of(wide_factory(0), (1, 4, 4)).descriptors()
+
+    def mlp_factory_wider(seed: int) -> nn.Module:  # the name clashes, the network does not
+        torch.manual_seed(seed)
+        return Mlp(16)
+
+    mlp_factory_wider.__name__ = "mlp_factory"
+    res = rank_pruners(mlp_factory_wider, ["magnitude"], [0.5], predictor=predictor,
+                       input_shape=(1, 4, 4), progress=False)
+    assert res.split == "loao"
+    wide = layout_of(Mlp(16), (1, 4, 4)).descriptors()["arch.log10_params"]
+    assert (f"model 'mlp_factory' has the name of a training architecture but is another "
+            f"network (arch.log10_params {wide:.4g} vs "
+            f"{recorded['mlp_factory']['arch.log10_params']:.4g} in training)") in res.format()
+    assert "is none of the training architectures" in res.format()
+    res = rank_pruners(mlp_factory, ["magnitude"], [0.5], predictor=predictor,
+                       input_shape=(1, 4, 4), progress=False)
+    assert res.split == "lopo" and "has the name of a training" not in res.format()
+
+
+def test_in_domain_with_a_predictor_that_records_no_architectures() -> None:
+    """The shipped predictor predates the record: the training architecture of a zoo name is
+    rebuilt as the leaderboard built it (Fashion-MNIST, 1x28x28)."""
+    from paizoo.models import create_model
+    from paizoo.regression import load_predictor, rank_pruners
+
+    predictor = load_predictor()
+    assert "architectures" not in predictor.info["trained_on"]
+    assert "lenet5" in predictor.info["trained_on"]["models"]
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        return {}  # the split is decided before any metric
+
+    def split(model, shape):  # type: ignore[no-untyped-def]
+        return rank_pruners(model, ["magnitude"], [0.5], predictor=predictor,
+                            input_shape=shape, metrics_fn=metrics_fn, allow_missing=True,
+                            progress=False).split
+
+    assert split("lenet5", (1, 28, 28)) == "lopo"
+    assert split("lenet5", (1, 32, 32)) == "loao"  # same name, input size 32: other fc sizes
+
+    def lenet5(seed: int) -> nn.Module:  # a user's model with a clashing name
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+    assert split(lenet5, (1, 28, 28)) == "loao"
+
+    def lenet5_zoo(seed: int) -> nn.Module:
+        return create_model("lenet5", num_classes=10, in_channels=1, seed=seed)
+
+    lenet5_zoo.__name__ = "lenet5"
+    assert split(lenet5_zoo, (1, 28, 28)) == "lopo"
+
+    # a training model that no record and no zoo model describes: the name decides, said so
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import in_domain
+
+    custom = Predictor(AccuracyDropRegressor(), info={"trained_on": {"models": ["my_net"]}})
+    split_, note = in_domain(custom, "my_net", layout_of(Mlp(), (1, 4, 4)).descriptors())
+    assert split_ == "lopo" and "by its name alone" in note
+    assert in_domain(custom, "other", {}) == ("loao", None)
+
+
 def test_rank_pruners_refuses_a_data_driven_pruner_without_data_before_pruning() -> None:
     """snip listed after magnitude, no dataset/data: refused up front, not after magnitude's
     masks and metrics were computed; the message names the CLI flag too."""

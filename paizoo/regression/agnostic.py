@@ -436,7 +436,7 @@ def parse_label(label: str) -> tuple[str, dict[str, Any]]:
         raise RegressionError(f"cannot read the config of model label {label!r}: {exc}") from exc
 
 
-def layout_for_label(label: str, dataset: str) -> Layout:
+def layout_for_label(label: str, dataset: str, *, dense_paths: bool = True) -> Layout:
     """The layout of zoo model ``label`` (``name{config}``) built for ``dataset`` as the
     leaderboard runner builds it (seed 0; the layout does not depend on the seed)."""
     from types import SimpleNamespace
@@ -447,7 +447,7 @@ def layout_for_label(label: str, dataset: str) -> Layout:
     name, config = parse_label(label)
     info = dataset_info(dataset)
     net = build_model(SimpleNamespace(model=name, seed=0, model_config=config), info)
-    layout = layout_of(net, tuple(info.input_shape))
+    layout = layout_of(net, tuple(info.input_shape), dense_paths=dense_paths)
     layout.family = model_family(name, layout)
     return layout
 
