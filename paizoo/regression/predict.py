@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ from ..pruners.registry import allowing_off_target
 from ..sparsity import off_target
 from .agnostic import agnostic_features, is_agnostic_column, layout_of
 from .build import config_label
-from .conformal import DEFAULT_COVERAGE, Calibration, overlapping
+from .conformal import DEFAULT_COVERAGE, Calibration, feasible_drop_range, overlapping
 from .errors import RegressionError
 from .persistence import Predictor
 from .ranking import ranked
@@ -73,6 +74,7 @@ class RankResult:
     notes: list[str] = field(default_factory=list)
     split: str = ""
     coverage: float | None = None
+    drop_range: tuple[float, float] = (-100.0, 100.0)
 
     def format(self) -> str:
         """The ranking as a plain-text table with intervals, ties, the error of the split that
@@ -85,8 +87,10 @@ class RankResult:
                 + (f"  {'interval':>17}  tied with" if has_iv else ""))
         what = "predicted accuracy drop in points (lower is better)"
         if has_iv:
+            lo, hi = self.drop_range
             what += (f"; interval: {self.coverage:.0%} split-conformal interval of the mean, "
-                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals; pruners "
+                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals and clipped "
+                     f"to the drops an accuracy in [0, 100] allows, [{lo:g}, {hi:g}]; pruners "
                      "whose intervals overlap are tied (their order is not known)")
         lines = [self.title, "", what + ":", head, "-" * len(head)]
         for r in self.ranking.to_dict("records"):
@@ -251,6 +255,7 @@ def rank_pruners(
     metrics_fn: MetricsFn | None = None,
     allow_missing: bool = False,
     coverage: float = DEFAULT_COVERAGE,
+    dense_accuracy: float | None = None,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
 ) -> RankResult:
@@ -274,6 +279,9 @@ def rank_pruners(
         coverage: the coverage of the intervals (:mod:`paizoo.regression.conformal`),
             calibrated on the out-of-fold residuals of the split that applies: leave one pruner
             out for a model of the training data, leave one architecture out otherwise.
+        dense_accuracy: the dense model's test accuracy in points, if known: predictions and
+            intervals are clipped to ``[dense_accuracy - 100, dense_accuracy]``; without it to
+            ``[-100, 100]`` (:func:`~paizoo.regression.conformal.feasible_drop_range`).
     """
     from ..api import prune
     from ..pruners import get_pruner_class
@@ -282,6 +290,10 @@ def rank_pruners(
         raise RegressionError("give at least one pruner and one sparsity")
     if not 0.0 < coverage < 1.0:
         raise RegressionError(f"coverage must lie in (0, 1), e.g. 0.9, got {coverage}")
+    try:
+        drop_range = feasible_drop_range(dense_accuracy)
+    except ValueError as exc:
+        raise RegressionError(f"{exc} (the dense model's test accuracy in percent)") from exc
     metrics_fn = metrics_fn or paizoo_metrics
     info = None
     if dataset is not None:
@@ -387,11 +399,13 @@ def rank_pruners(
             est.feature_matrix(pd.DataFrame(rows))  # missing columns fail now, not at the end
     table = pd.DataFrame(rows)
     missing = [c for c in est.feature_names_in_ if c not in table.columns]
-    table["predicted_drop"] = est.predict(table)
+    table["predicted_drop"] = est.predict(table).clip(*drop_range)
     cal_info = predictor.info.get("calibration", {}).get(split)
     cal = Calibration.from_dict(cal_info).at(coverage) if cal_info else None
     if cal is not None:
-        table["predicted_low"], table["predicted_high"] = cal.interval(table["predicted_drop"])
+        low, high = cal.interval(table["predicted_drop"])
+        table["predicted_low"], table["predicted_high"] = (np.clip(low, *drop_range),
+                                                           np.clip(high, *drop_range))
     ranking = _ranking(table, labels, sparsities)
     title = (f"paizoo rank: {model_name}"
              + (f" on {dataset}" if dataset else f", input {'x'.join(map(str, input_shape))}")
@@ -410,7 +424,8 @@ def rank_pruners(
         notes.append(f"the predictor records no {SPLITS[split]} calibration: no intervals "
                      "(retrain it with this paizoo)")
     return RankResult(rows=table, ranking=ranking, predictor=predictor, title=title, notes=notes,
-                      split=split, coverage=coverage if cal is not None else None)
+                      split=split, coverage=coverage if cal is not None else None,
+                      drop_range=drop_range)
 
 
 def _check_input_shape(net: nn.Module, input_shape: tuple[int, ...]) -> None:
