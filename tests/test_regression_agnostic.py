@@ -127,6 +127,61 @@ def test_agnostic_features_by_hand() -> None:
     assert all(is_agnostic_column(c) for c in f)
 
 
+def test_lambda2_rel_on_degenerate_layers_by_hand() -> None:
+    """Laplacian spectra of complete bipartite graphs: K(1,1) = K_2 has {0, 2}, a star K(1,n)
+    {0, 1 (n-1 times), n+1}, K(2,3) {0, 2, 2, 3, 5}: lambda2 = 2, 1, 2. On a layer with a side
+    of one node every connected graph is a star, so its lambda2_rel is 1 when it keeps a weight,
+    never 2 (it was 2 on a 1x1 layer, and on a star pruned to one edge)."""
+    import paizoo
+    import paizoo.metrics as pm
+
+    def lambda2_rel(net: nn.Module, mask: dict, shape: tuple[int, ...]) -> list[float]:
+        mask = paizoo.Mask(mask) if mask else paizoo.Mask.ones(net)
+        m = pm.compute(net, mask, shape, groups=["density", "spectral"])
+        lay = layout_of(net, shape, dense_paths=False)
+        f = agnostic_features(m, lay)
+        return [f["spectral.lambda2_rel@first"], f["spectral.lambda2_rel@last"]]
+
+    one = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 4))  # 1x1, then a 4x1 star
+    assert lambda2_rel(one, {}, (1,)) == [1.0, 1.0]  # raw lambda2: 2 and 1
+    star = {"0.weight": torch.ones(1, 1, dtype=torch.bool),
+            "2.weight": torch.tensor([[True], [False], [False], [False]])}  # one edge left
+    assert lambda2_rel(one, star, (1,)) == [1.0, 1.0]  # raw lambda2: 2 and 2
+    k23 = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert lambda2_rel(k23, {}, (2,)) == pytest.approx([1.0, 1.0])  # lambda2 2 = min(2, 3)
+    # K(2,2) (a 4-cycle, lambda2 2) minus one edge is the path P4: 2 - 2 cos(pi / 4)
+    k22 = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    path = {"0.weight": torch.tensor([[True, True], [True, False]]),
+            "2.weight": torch.ones(2, 2, dtype=torch.bool)}
+    assert lambda2_rel(k22, path, (2,)) == pytest.approx([(2 - math.sqrt(2)) / 2, 1.0])
+
+
+def test_components_rel_is_size_free_by_hand() -> None:
+    """c weakly connected components of the n-node multipartite graph: (c - 1) / (n - 1), 0 for
+    any connected network (components_frac = c / n was 1 / n there), and 1 / 4 for a 2-2-1
+    network whose input 0 lost both weights (5 nodes, 2 components)."""
+    import paizoo
+    import paizoo.metrics as pm
+
+    def features(net: nn.Module, mask: dict | None, shape: tuple[int, ...]) -> dict:
+        mask = paizoo.Mask(mask) if mask else paizoo.Mask.ones(net)
+        m = pm.compute(net, mask, shape, groups=["density", "mge"])
+        return {**m, **agnostic_features(m, layout_of(net, shape, dense_paths=False))}
+
+    small = features(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), None, (2,))
+    wide = features(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)), None, (8,))
+    assert (small["mge.components_frac"], wide["mge.components_frac"]) == (1 / 5, 1 / 17)
+    assert small["mge.components_rel"] == wide["mge.components_rel"] == 0.0
+    cut = features(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)),
+                   {"0.weight": torch.tensor([[False, True], [False, True]]),
+                    "2.weight": torch.ones(1, 2, dtype=torch.bool)}, (2,))
+    assert (cut["mge.nodes"], cut["mge.components"]) == (5.0, 2.0)
+    assert cut["mge.components_rel"] == 0.25
+    assert is_agnostic_column("mge.components_rel")
+    assert not is_agnostic_column("mge.components_frac")
+    assert not is_agnostic_column("mge.component_size_frac")
+
+
 def test_same_columns_for_any_architecture() -> None:
     """The point of the agnostic set: two architectures give the same columns, none named after
     a layer, while their per-layer columns differ."""
