@@ -297,6 +297,24 @@ def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
     assert float(scores[kept].min()) >= float(scores[~kept].max()) * (1 - 1e-12)
 
 
+def test_a_token_model_is_probed_with_a_float_input_once_per_prune_call() -> None:
+    """The base class's input probe tells the pruners that the model takes token ids: no
+    pruner runs its own float probe (NTK-SAP ran one per round, SynFlow and PHEW one each)."""
+    model = nn.Sequential(nn.Embedding(7, 5), nn.Flatten(), nn.Linear(3 * 5, 2))
+    floats: list[torch.dtype] = []
+    model.register_forward_pre_hook(
+        lambda m, args: floats.append(args[0].dtype) if args[0].is_floating_point() else None)
+    for pruner, options in (("synflow", {"rounds": 5}), ("ntksap", {"rounds": 4, "draws": 1})):
+        floats.clear()
+        mask = paizoo.prune(model, pruner, sparsity=0.5, input_shape=(3,), cover="embedding",
+                            **options)
+        assert floats == [torch.float32] and mask.num_kept == kept_count(0.5, 7 * 5 + 15 * 2)
+    floats.clear()
+    with pytest.raises(paizoo.UnsupportedLayerError, match="cannot start from token ids"):
+        paizoo.prune(model, "phew", sparsity=0.5, input_shape=(3,))
+    assert floats == [torch.float32]
+
+
 def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None:
     class Tokens(nn.Module):  # token ids in, one sequence at a time (NTK-SAP feeds a batch)
         def __init__(self) -> None:
