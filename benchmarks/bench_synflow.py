@@ -112,10 +112,11 @@ class Profile:
         original_score, original_run = pruner.score, ScaledForward.run
         profile = self
 
-        def timed_select(scores: Any, budget: Any, eligible: Any = None) -> Any:
+        def timed_select(scores: Any, budget: Any, eligible: Any = None,
+                         keep_one: Any = None) -> Any:
             t0 = time.perf_counter()
             try:
-                return original_select(scores, budget, eligible)
+                return original_select(scores, budget, eligible, keep_one=keep_one)
             finally:
                 profile.select += time.perf_counter() - t0
                 profile.last_scores = {n: s.detach() for n, s in scores.items()}
@@ -239,10 +240,10 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
         state["scores32"] = s32.score(ctx32)
         return scores64
 
-    def select(scores: Any, budget: Any, eligible: Any = None) -> Any:
-        selection = original_select(scores, budget, eligible)
+    def select(scores: Any, budget: Any, eligible: Any = None, keep_one: Any = None) -> Any:
+        selection = original_select(scores, budget, eligible, keep_one=keep_one)
         kept64 = selection.masks
-        kept32 = original_select(state["scores32"], budget, eligible).masks
+        kept32 = original_select(state["scores32"], budget, eligible, keep_one=keep_one).masks
         flat = torch.cat([torch.where(eligible[n], scores[n], -1.0).reshape(-1).double()
                           if eligible is not None else scores[n].reshape(-1).double()
                           for n in scores])
@@ -280,8 +281,8 @@ def stepwise(model_name: str, quick: bool, rounds: int, sparsity: float) -> None
     # the compounded run: scaled32 on its own trajectory (the float64 one is recorded above)
     trajectory: list[Mask] = []
 
-    def record(scores: Any, budget: Any, eligible: Any = None) -> Any:
-        selection = original_select(scores, budget, eligible)
+    def record(scores: Any, budget: Any, eligible: Any = None, keep_one: Any = None) -> Any:
+        selection = original_select(scores, budget, eligible, keep_one=keep_one)
         trajectory.append(Mask(selection.masks))
         return selection
 

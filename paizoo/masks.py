@@ -145,13 +145,17 @@ class Mask(Mapping[str, torch.Tensor]):
                 f"density {self.density:.4g})")
 
     def __eq__(self, other: object) -> bool:
+        """Same names, and for each name the same shape and kept set; the order of the
+        entries does not matter (as for ``dict``), nor the device or dtype of ``other``'s
+        tensors (nonzero = kept)."""
         if not isinstance(other, Mapping):
             return NotImplemented
-        if list(self) != list(other):
+        if len(self) != len(other) or set(self) != set(other):
             return False
         own = self._tensors  # not self[n]: that hands out a copy
         return all(
-            own[n].shape == other[n].shape and torch.equal(own[n].cpu(), other[n].cpu().bool())
+            isinstance(other[n], torch.Tensor) and own[n].shape == other[n].shape
+            and torch.equal(own[n].cpu(), other[n].cpu().bool())
             for n in self
         )
 

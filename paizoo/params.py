@@ -45,7 +45,12 @@ where that keeps the mask exact on the weight the module computes:
 * ``parametrizations.weight_norm``: the direction ``v`` (``<m>.parametrizations.weight.original1``)
   is pruned; ``w = g v / ||v||`` has exactly the zeros of ``v`` (the kept entries of each row
   are renormalised to norm ``g``, which is what weight normalisation means). A row (slice
-  along ``dim``) with no kept weight would compute 0/0, so such a mask is refused on apply;
+  along ``dim``) with no kept weight would compute 0/0: the pruners keep a weight in every
+  slice (``keep_one`` of :func:`paizoo.sparsity.select`; a sparsity keeping fewer weights than
+  slices raises :class:`~paizoo.errors.SparsityError` up front), and apply refuses such a mask.
+  The magnitude ``g`` (``original0``) is never pruned: an include pattern that reaches it but
+  not the weight it scales (e.g. ``include="*.original0"``) raises
+  :class:`~paizoo.errors.CoverageError` saying to name the weight (or ``original1``) instead;
 * ``parametrizations.spectral_norm``: the original ``W`` is pruned; ``W / sigma(W)`` has its
   zeros;
 * a custom parametrization is pruned through ``original`` only if it declares
@@ -284,6 +289,35 @@ def parameter_table(model: nn.Module) -> dict[str, ParamInfo]:
     return {info.name: info for info in by_id.values()}
 
 
+def _refuse_auxiliary_includes(table: dict[str, ParamInfo], include_p: list[str]) -> None:
+    """Raise if an include pattern reaches weight norm's magnitude ``g`` (``original0``, never
+    pruned) without reaching the weight it scales (its direction ``v`` or its logical name):
+    that pattern would select nothing there, silently."""
+    for info in table.values():
+        if not info.auxiliary:
+            continue
+        partners = [other for other in table.values()
+                    if not other.auxiliary and set(other.logical) & set(info.logical)]
+        partner_names = {n for other in partners
+                         for n in (other.name, *other.aliases, *other.logical)}
+        for pattern in include_p:
+            if not _matches(info.name, [pattern]) and not _matches_any(info.aliases, pattern):
+                continue
+            if _matches_any(partner_names, pattern):
+                continue
+            weight = info.logical[0]
+            v = ", ".join(sorted({other.name for other in partners}))
+            raise CoverageError(
+                f"include pattern {pattern!r} names {info.name}, the magnitude g of weight norm "
+                f"on {weight}, which paizoo never prunes (the weight g v/||v|| has the zeros of "
+                f"the direction v; a mask on g would remove whole rows, not weights); to prune "
+                f"that weight, name {weight} (or {v}), which masks v")
+
+
+def _matches_any(names: Iterable[str], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
 def select_parameters(
     model: nn.Module, include: Patterns = None, exclude: Patterns = None, cover: Cover = None
 ) -> dict[str, ParamInfo]:
@@ -295,8 +329,10 @@ def select_parameters(
     kinds = resolve_cover(cover)
     include_p, exclude_p = _as_patterns(include), _as_patterns(exclude)
     exact = {p for p in include_p if not _GLOB_CHARS & set(p)}
+    table = parameter_table(model)
+    _refuse_auxiliary_includes(table, include_p)
     found: dict[str, ParamInfo] = {}
-    for name, info in parameter_table(model).items():
+    for name, info in table.items():
         if info.auxiliary:
             continue
         names = [name, *info.aliases, *info.logical]
@@ -317,12 +353,20 @@ def select_parameters(
 
 
 def prunable_modules(
-    model: nn.Module, include: Patterns = None, exclude: Patterns = None
+    model: nn.Module, include: Patterns = None, exclude: Patterns = None, *,
+    parametrized: bool = False,
 ) -> dict[str, nn.Module]:
     """Map each prunable Conv/Linear weight name (``"<module>.weight"``) to its module.
 
-    The graph encoders and metrics work on these layers only (the default coverage, without
-    parametrized weights).
+    The metrics work on these layers only (the default coverage, without parametrized
+    weights). With ``parametrized=True`` (the graph encoders) a Conv/Linear module whose
+    ``weight`` is parametrized is listed too, under the name of the original tensor paizoo
+    prunes (:func:`weight_key`, e.g. ``"fc1.parametrizations.weight.original1"`` for weight
+    norm); include/exclude patterns match that name or ``"<module>.weight"``.
+
+    Raises:
+        CoverageError: (``parametrized=True``) a listed weight's parametrization cannot be
+            masked exactly (the refusal of :func:`select_parameters`).
     """
     include_p, exclude_p = _as_patterns(include), _as_patterns(exclude)
     found: dict[str, nn.Module] = {}
@@ -330,19 +374,51 @@ def prunable_modules(
     for module_name, module in model.named_modules():
         if not isinstance(module, PRUNABLE_MODULE_TYPES):
             continue
-        weight = getattr(module, "weight_orig", None)
-        if weight is None:
-            weight = module._parameters.get("weight")
+        logical = f"{module_name}.weight" if module_name else "weight"
+        if parametrize.is_parametrized(module, "weight"):
+            if not parametrized:
+                continue
+            name, weight, refusal = _parametrized_weight(module, logical)
+        else:
+            weight = getattr(module, "weight_orig", None)
+            if weight is None:
+                weight = module._parameters.get("weight")
+            name, refusal = logical, None
+        if include_p and not _matches(name, include_p) and not _matches(logical, include_p):
+            continue
+        if _matches(name, exclude_p) or _matches(logical, exclude_p):
+            continue
+        if refusal is not None:
+            raise CoverageError(refusal)
         if not isinstance(weight, nn.Parameter) or id(weight) in seen:
             continue  # weightless module, or a weight tied to one already listed
-        name = f"{module_name}.weight" if module_name else "weight"
-        if include_p and not _matches(name, include_p):
-            continue
-        if _matches(name, exclude_p):
-            continue
         seen.add(id(weight))
         found[name] = module
     return found
+
+
+def weight_key(module_name: str, module: nn.Module) -> str:
+    """The mask name of a Conv/Linear module's ``weight``: ``"<module>.weight"``, or for a
+    parametrized weight the original tensor paizoo prunes (``...parametrizations.weight.
+    original1`` for weight norm, ``...original`` otherwise)."""
+    logical = f"{module_name}.weight" if module_name else "weight"
+    if parametrize.is_parametrized(module, "weight"):
+        return _parametrized_weight(module, logical)[0]
+    return logical
+
+
+def _parametrized_weight(module: nn.Module, logical: str
+                         ) -> tuple[str, nn.Parameter | None, str | None]:
+    """``(mask name, original tensor, refusal or None)`` of a module's parametrized weight."""
+    from torch.nn.utils.parametrizations import _WeightNorm
+
+    plist = module.parametrizations["weight"]
+    attr = "original1" if isinstance(plist[0], _WeightNorm) and not plist.is_tensor else "original"
+    prefix = logical[: -len("weight")]
+    name = f"{prefix}parametrizations.weight.{attr}"
+    tensor = plist._parameters.get(f"{attr}_orig", plist._parameters.get(attr))
+    refusal, _ = _parametrization_role(plist, attr, logical)
+    return name, tensor, refusal
 
 
 def prunable_parameters(

@@ -17,7 +17,7 @@ the same mask, so every use computes with the masked tensor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.utils.parametrize as parametrize
@@ -28,6 +28,7 @@ from torch.nn.utils.parametrizations import _WeightNorm
 from .errors import CoverageError
 from .masks import Mask
 from .params import logical_attr, parameter_table
+from .sparsity import as_slices
 
 
 def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -81,6 +82,20 @@ def _uses(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
     return out
 
 
+def weight_norm_dims(model: nn.Module, names: Iterable[str]) -> dict[str, int]:
+    """``{name: dim}`` for the names of ``model``'s parameters that are weight norm's direction
+    ``v`` (``<m>.parametrizations.weight.original1``): every slice along ``dim`` (the whole
+    tensor for ``dim=-1``) is divided by its norm, so a mask must keep a weight in each."""
+    out = {}
+    for name in names:
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        if (isinstance(module, parametrize.ParametrizationList) and attr == "original1"
+                and isinstance(module[0], _WeightNorm)):
+            out[name] = module[0].dim
+    return out
+
+
 def _check_weight_norm_rows(module: nn.Module, attr: str, keep: torch.Tensor, name: str) -> None:
     """Refuse a mask on weight norm's ``v`` that empties a slice normalised as one (0 / 0)."""
     if not (isinstance(module, parametrize.ParametrizationList) and attr == "original1"
@@ -89,10 +104,7 @@ def _check_weight_norm_rows(module: nn.Module, attr: str, keep: torch.Tensor, na
     existing = getattr(module, "original1_mask", None)
     kept = keep.bool().cpu() & (existing.bool().cpu() if existing is not None else True)
     dim = module[0].dim
-    if dim == -1:
-        empty = 0 if bool(kept.any()) else 1
-    else:
-        empty = int((~kept.movedim(dim, 0).reshape(kept.shape[dim], -1).any(1)).sum())
+    empty = int((~as_slices(kept, dim).any(1)).sum())
     if empty:
         raise CoverageError(
             f"the mask keeps no weight in {empty} slice(s) of {name!r} along dim {dim}; weight "
@@ -144,33 +156,3 @@ def _refresh_hooks_for_direct_weight_readers(model: nn.Module) -> None:
                     hook(sub, None)
 
         module._paizoo_refresh_handle = module.register_forward_pre_hook(refresh)
-
-
-class _ScoringWeightNorm(_WeightNorm):
-    """``w = g v / ||v||`` (norm over every dim but ``dim``; the whole tensor for ``dim=-1``),
-    with ``w = 0`` where ``v``'s slice is all zero instead of torch's 0/0 = NaN."""
-
-    def forward(self, weight_g: torch.Tensor, weight_v: torch.Tensor) -> torch.Tensor:
-        if self.dim == -1:
-            norm = weight_v.norm()
-        else:
-            dims = [d for d in range(weight_v.dim()) if d != self.dim % weight_v.dim()]
-            norm = weight_v.norm(dim=dims, keepdim=True)
-        tiny = torch.finfo(norm.dtype).tiny
-        return weight_v * torch.where(norm > 0, weight_g / norm.clamp_min(tiny), 0.0)
-
-
-def scoring_safe_weight_norm(model: nn.Module) -> None:
-    """In a pruner's private working copy, let weight norm compute 0 for a fully pruned slice.
-
-    Scoring resets ``v`` to ``v_0 * mask`` every round; once a round's mask empties a whole
-    slice (an output unit of a weight-normed layer), torch's weight norm computes 0/0 = NaN and
-    every later score would be NaN. The pruned unit's limit is a zero weight, which is what
-    scoring then uses. The caller's model keeps torch's weight norm; :func:`apply_mask` refuses
-    such a mask there.
-    """
-    for module in model.modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            for i, p in enumerate(module):
-                if isinstance(p, _WeightNorm) and not isinstance(p, _ScoringWeightNorm):
-                    module[i] = _ScoringWeightNorm(p.dim)

@@ -156,6 +156,7 @@ def select(
     scores: Mapping[str, torch.Tensor],
     budget: int | Mapping[str, int],
     eligible: Mapping[str, torch.Tensor] | None = None,
+    keep_one: Mapping[str, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Turn scores (higher = keep) into boolean masks with exact kept counts.
 
@@ -167,12 +168,22 @@ def select(
             iterative pruning, where a pruned weight stays pruned). The budget must not exceed
             the number of eligible weights. Scores of ineligible weights are never read (they
             may be anything, NaN included).
+        keep_one: optional ``{name: dim}``: every slice of ``name`` along ``dim`` (the whole
+            tensor for ``dim=-1``) keeps at least one weight (the rows of a weight-normed
+            weight, which weight norm divides by their norm). The result is the constrained
+            top-k: each such slice's best eligible weight (the first on ties), then the top-k
+            of the rest for the remaining budget, which maximises the kept scores under the
+            constraint and equals the plain top-k whenever that already keeps one per slice.
     Returns:
         ``{name: bool tensor}`` with the shapes of ``scores``. Ties at the threshold are broken
         in favour of the lower position in the concatenation of the flattened tensors in the
         order of ``scores`` (global budget) or of the layer's flattened tensor (per layer).
+
+    Raises:
+        SparsityError: ``keep_one`` needs more weights than the budget, or a slice has no
+            eligible weight.
     """
-    return select_scored(scores, budget, eligible).masks
+    return select_scored(scores, budget, eligible, keep_one=keep_one).masks
 
 
 class Selection(NamedTuple):
@@ -188,15 +199,25 @@ def select_scored(
     scores: Mapping[str, torch.Tensor],
     budget: int | Mapping[str, int],
     eligible: Mapping[str, torch.Tensor] | None = None,
+    keep_one: Mapping[str, int] | None = None,
 ) -> Selection:
-    """:func:`select`, also naming the layers whose candidate scores are all zero.
+    """:func:`select`, also naming the layers whose candidate scores are all zero (among the
+    eligible weights).
 
-    One pass gathers the candidates (the eligible scores) into one buffer, which also yields
-    each layer's smallest and largest candidate (NaN check, all-zero layers); the threshold is
-    the k-th largest candidate (an in-place introselect on the buffer); one pass per layer then
-    compares the scores with it, and only the candidates exactly equal to the threshold are
-    looked at again, in order, when the budget needs some of them. No index arrays are built.
+    The threshold is the k-th largest candidate (eligible score): found in a band bracketed by
+    a strided sample of the scores (one comparison pass per layer, only the band's few
+    candidates gathered and selected; :func:`_banded_threshold`), or, for small inputs or when
+    the band misses, by gathering every candidate into one buffer and selecting in place. One
+    more pass per layer compares the scores with the threshold; the candidates exactly equal to
+    it are looked at again, in order, only when the budget needs some of them. No index arrays
+    are built. The same passes check for NaN candidates and all-zero layers.
     """
+    if keep_one:
+        plain = select_scored(scores, budget, eligible)
+        if all(bool(as_slices(plain.masks[n], d).any(1).all()) for n, d in keep_one.items()):
+            return plain
+        return Selection(_select_keeping_one(scores, budget, eligible, keep_one),
+                         plain.zero_layers)
     shapes = {n: s.shape for n, s in scores.items()}
     check_scores(scores, shapes, check_nan=False)
     names = list(scores)
@@ -396,6 +417,85 @@ def _kth_smallest_inplace(values: torch.Tensor, k: int) -> torch.Tensor:
 def _nan_message(name: str) -> str:
     return (f"the pruner produced NaN scores for {name!r}; check the model's initialisation "
             "and the data (for SynFlow on deep nets use precision='float64')")
+
+
+def as_slices(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t`` as a 2-D ``(slices, entries)`` view: one row per index along ``dim`` (one row for
+    ``dim=-1``, weight norm's whole-tensor convention)."""
+    if dim == -1:
+        return t.reshape(1, -1)
+    return t.movedim(dim, 0).reshape(t.shape[dim], -1)
+
+
+def _from_slices(rows: torch.Tensor, like: torch.Tensor, dim: int) -> torch.Tensor:
+    """Inverse of :func:`as_slices`."""
+    if dim == -1:
+        return rows.reshape(like.shape)
+    return rows.reshape(like.movedim(dim, 0).shape).movedim(0, dim)
+
+
+def _select_keeping_one(
+    scores: Mapping[str, torch.Tensor],
+    budget: int | Mapping[str, int],
+    eligible: Mapping[str, torch.Tensor] | None,
+    keep_one: Mapping[str, int],
+) -> dict[str, torch.Tensor]:
+    """:func:`select` with every slice of ``keep_one`` keeping its best eligible weight."""
+    forced: dict[str, torch.Tensor] = {}
+    for name, dim in keep_one.items():
+        s = scores[name].detach()
+        ok = (eligible[name].to(s.device).bool() if eligible is not None
+              else torch.ones_like(s, dtype=torch.bool))
+        rows, ok_rows = as_slices(s, dim), as_slices(ok, dim)
+        if not bool(ok_rows.any(1).all()):
+            empty = int((~ok_rows.any(1)).sum())
+            raise SparsityError(
+                f"{empty} slice(s) of {name!r} along dim {dim} have no weight left to keep, and "
+                "each must keep one (weight norm divides each slice by its norm); start from a "
+                "mask that keeps a weight in every slice")
+        best = rows.masked_fill(~ok_rows, -math.inf).amax(1, keepdim=True)
+        first = (ok_rows & (rows == best)).int().argmax(1)  # argmax: the first maximum
+        one = torch.zeros_like(ok_rows)
+        one[torch.arange(rows.shape[0], device=s.device), first] = True
+        forced[name] = _from_slices(one, s, dim)
+    rest: dict[str, torch.Tensor] = {}  # what the top-k of the remaining budget may keep
+    for n in scores:
+        ok = (eligible[n].bool() if eligible is not None
+              else torch.ones_like(scores[n], dtype=torch.bool))
+        rest[n] = ok & ~forced[n].to(ok.device) if n in forced else ok
+    count = {n: int(t.sum()) for n, t in forced.items()}
+    check_keep_one(budget, count)
+    remaining: int | dict[str, int]
+    if isinstance(budget, Mapping):
+        remaining = {n: int(budget[n]) - count.get(n, 0) for n in scores}
+    else:
+        remaining = int(budget) - sum(count.values())
+    out = select(scores, remaining, rest)
+    return {n: out[n] | forced[n].to(out[n].device) if n in forced else out[n] for n in out}
+
+
+def slice_counts(shapes: Mapping[str, torch.Size], keep_one: Mapping[str, int]) -> dict[str, int]:
+    """How many slices of each ``keep_one`` parameter must keep a weight (see :func:`select`)."""
+    return {n: 1 if d == -1 else int(shapes[n][d]) for n, d in keep_one.items()}
+
+
+def check_keep_one(budget: int | Mapping[str, int], counts: Mapping[str, int]) -> None:
+    """Raise :class:`SparsityError` if ``budget`` keeps fewer weights than the slices that must
+    each keep one (``counts`` from :func:`slice_counts`), globally or in some layer."""
+    if isinstance(budget, Mapping):
+        short = {repr(n): (int(budget[n]), c) for n, c in counts.items() if int(budget[n]) < c}
+    elif int(budget) < sum(counts.values()):
+        short = {"all layers": (int(budget), sum(counts.values()))}
+    else:
+        short = {}
+    if not short:
+        return
+    where = ", ".join(f"{n}: {k} kept for {need} slices" for n, (k, need) in short.items())
+    raise SparsityError(
+        f"this sparsity keeps fewer weights than there are weight-normed slices, which must "
+        f"each keep one ({where}; weight norm divides each slice by its norm, 0/0 for an empty "
+        "one); use a lower sparsity, exclude the weight-normed weights, or remove the weight "
+        "norm (torch.nn.utils.parametrize.remove_parametrizations(module, 'weight'))")
 
 
 def _rank(dtype: torch.dtype) -> int:

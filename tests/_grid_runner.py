@@ -1,12 +1,15 @@
 """A leaderboard runner process for the shared-store tests (tests/test_leaderboard_shared.py).
 
     python tests/_grid_runner.py CONFIG STORE WORKDIR [--ttl S] [--sleep S] [--wait-go]
+                                 [--long-first S]
 
 Runs the grid with a fake ``run_fn`` that appends ``<run key> <pid>`` to WORKDIR/calls.txt (one
 line per training), writes the run's log as two JSON lines with a pause between them (so two
 processes training the same run would interleave), sleeps, and returns a record. With
 ``--wait-go`` it first writes WORKDIR/ready-<pid> and waits for WORKDIR/go, so that several
-runners start together.
+runners start together. With ``--long-first`` the first run it trains takes S seconds, in short
+steps that each ask the runner's ``should_stop`` (as the training loop does), and stops with
+``TrainingStopped`` when that says so.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from test_store import _record
 
 from paizoo.leaderboard import load_config, run_leaderboard
 from paizoo.results import open_store
+from paizoo.training import TrainingStopped
 
 
 def main() -> None:
@@ -32,13 +36,23 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=120.0)
     parser.add_argument("--sleep", type=float, default=0.2)
     parser.add_argument("--wait-go", action="store_true")
+    parser.add_argument("--long-first", type=float, default=0.0)
     args = parser.parse_args()
     pid = os.getpid()
 
-    def fake_run(spec, data, *, logs_dir, **_kw):
+    started: list[str] = []
+
+    def fake_run(spec, data, *, logs_dir, should_stop=None, **_kw):
         fd = os.open(args.workdir / "calls.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         os.write(fd, f"{spec.key} {pid}\n".encode())
         os.close(fd)
+        started.append(spec.key)
+        if len(started) == 1:
+            end = time.monotonic() + args.long_first
+            while time.monotonic() < end:  # the steps of a long training
+                time.sleep(0.02)
+                if should_stop is not None and should_stop():
+                    raise TrainingStopped(f"stopped {spec.key}")
         log = Path(logs_dir) / f"{spec.key}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.unlink(missing_ok=True)
@@ -61,7 +75,8 @@ def main() -> None:
     store = open_store(args.store)
     report = run_leaderboard(config, store, data=SimpleNamespace(name=config.dataset),
                              run_fn=fake_run, progress=False, lease_ttl_s=args.ttl)
-    print(json.dumps({"pid": pid, "ran": len(report.ran), "done": report.already_done}))
+    print(json.dumps({"pid": pid, "ran": len(report.ran), "done": report.already_done,
+                      "lost": [s.key for s in report.lost_leases]}))
 
 
 if __name__ == "__main__":

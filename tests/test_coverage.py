@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -144,6 +145,28 @@ def test_weight_norm_pruned_exactly_through_v() -> None:
     assert paizoo.Mask.from_model(model) == mask
 
 
+def test_include_naming_weight_norms_magnitude_is_refused() -> None:
+    """``original0`` (the magnitude g) is never pruned; naming it in include= is an error that
+    says what to name instead, never a silent skip. Globs that also reach the layer's weight
+    (``0.*``, its logical name) prune it through v as before."""
+    model = _wn_mlp()
+    g_name = "0.parametrizations.weight.original0"
+    for include, pattern in (([g_name, "2.weight"], g_name), (g_name, g_name),
+                             ("*.original0", "*.original0"), (["2.*", "*[0]"], "*[0]"),
+                             (["*.original0", "*.original1"], "*.original0")):
+        with pytest.raises(paizoo.CoverageError, match=(
+                rf"include pattern {re.escape(repr(pattern))} names {re.escape(g_name)}, the "
+                r"magnitude "
+                r"g of weight norm on 0\.weight.*name 0\.weight \(or "
+                r"0\.parametrizations\.weight\.original1\)")):
+            paizoo.prune(model, "magnitude", sparsity=0.5, include=include)
+    v_name = "0.parametrizations.weight.original1"
+    for include, expected in (("0.*", [v_name]), ("0.weight", [v_name]),
+                              ("*.original*", [v_name]),
+                              (["*.weight", "2.*"], [v_name, "2.weight"])):
+        assert list(paizoo.Mask.ones(model, include=include)) == expected
+
+
 def test_spectral_norm_pruned_through_original() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -274,6 +297,24 @@ def test_synflow_token_input_is_the_mean_row_of_every_embedding() -> None:
     assert float(scores[kept].min()) >= float(scores[~kept].max()) * (1 - 1e-12)
 
 
+def test_a_token_model_is_probed_with_a_float_input_once_per_prune_call() -> None:
+    """The base class's input probe tells the pruners that the model takes token ids: no
+    pruner runs its own float probe (NTK-SAP ran one per round, SynFlow and PHEW one each)."""
+    model = nn.Sequential(nn.Embedding(7, 5), nn.Flatten(), nn.Linear(3 * 5, 2))
+    floats: list[torch.dtype] = []
+    model.register_forward_pre_hook(
+        lambda m, args: floats.append(args[0].dtype) if args[0].is_floating_point() else None)
+    for pruner, options in (("synflow", {"rounds": 5}), ("ntksap", {"rounds": 4, "draws": 1})):
+        floats.clear()
+        mask = paizoo.prune(model, pruner, sparsity=0.5, input_shape=(3,), cover="embedding",
+                            **options)
+        assert floats == [torch.float32] and mask.num_kept == kept_count(0.5, 7 * 5 + 15 * 2)
+    floats.clear()
+    with pytest.raises(paizoo.UnsupportedLayerError, match="cannot start from token ids"):
+        paizoo.prune(model, "phew", sparsity=0.5, input_shape=(3,))
+    assert floats == [torch.float32]
+
+
 def test_data_free_pruners_on_a_token_model_that_cannot_take_token_ids() -> None:
     class Tokens(nn.Module):  # token ids in, one sequence at a time (NTK-SAP feeds a batch)
         def __init__(self) -> None:
@@ -329,34 +370,90 @@ def test_cli_cover_and_include(tmp_path) -> None:  # type: ignore[no-untyped-def
     assert rows == ["fc1.weight", "fc3.bias"]  # narrowed to fc1, extended to a named bias
 
 
-def test_scoring_copy_weight_norm_is_zero_on_an_empty_slice() -> None:
-    """In the pruner's working copy, weight norm of an all-zero slice is 0 (not NaN), equal to
-    torch's weight norm elsewhere, with finite gradients; the iterative pruners then reach
-    sparsities that empty whole rows, and apply refuses those masks on the real model."""
-    from paizoo.reparam import _ScoringWeightNorm
+def _independent_snip_scores(model: nn.Module, x: torch.Tensor,
+                             y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """|theta * dL/dtheta| of the prunable tensors, by autograd on a copy (no paizoo code)."""
+    work = copy.deepcopy(model)
+    v = work[0].parametrizations.weight.original1
+    loss = F.cross_entropy(work(x), y)
+    gv, g2 = torch.autograd.grad(loss, [v, work[2].weight])
+    return {"0.parametrizations.weight.original1": (v * gv).abs().detach(),
+            "2.weight": (work[2].weight * g2).abs().detach()}
 
-    torch.manual_seed(0)
-    v = torch.randn(5, 4, dtype=torch.float64)
-    v[2] = 0
-    g = torch.rand(5, 1, dtype=torch.float64).requires_grad_(True)
-    v.requires_grad_(True)
-    w = _ScoringWeightNorm(0)(g, v)
-    rows = [0, 1, 3, 4]
-    assert torch.allclose(w[rows], torch._weight_norm(v[rows], g[rows], 0))
-    assert torch.equal(w[2], torch.zeros(4, dtype=torch.float64))
-    grads = torch.autograd.grad(w.pow(2).sum(), [g, v])
-    assert all(bool(torch.isfinite(t).all()) for t in grads)
 
+def test_snip_keeps_the_best_weight_of_every_weight_normed_row() -> None:
+    """Plain SNIP at 0.9 empties rows of the weight-normed fc1 (a mask apply must refuse);
+    paizoo keeps each row's best-scored weight and the best of the rest for the remaining
+    budget, computed here independently (autograd scores, Python sorting)."""
+    model = _wn_mlp()
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 64), torch.randint(4, (16,))
+    scores = _independent_snip_scores(model, x, y)
+    key = "0.parametrizations.weight.original1"
+    total = sum(t.numel() for t in scores.values())
+    k = kept_count(0.1, total)
+    flat = [(float(v), name, i) for name, t in scores.items()
+            for i, v in enumerate(t.reshape(-1).tolist())]
+    order = sorted(range(len(flat)), key=lambda j: (-flat[j][0], j))  # stable: first wins ties
+    plain = {(flat[j][1], flat[j][2]) for j in order[:k]}
+    rows_plain = {i // 64 for name, i in plain if name == key}
+    assert len(rows_plain) < 32  # unconstrained SNIP leaves some rows of fc1 empty
+    forced = {(key, r * 64 + int(scores[key][r].argmax())) for r in range(32)}
+    rest = [j for j in order if (flat[j][1], flat[j][2]) not in forced]
+    expected = forced | {(flat[j][1], flat[j][2]) for j in rest[:k - 32]}
+
+    mask = paizoo.prune(model, "snip", sparsity=0.9, data=(x, y))
+    got = {(name, i) for name in mask for i in
+           torch.nonzero(mask[name].reshape(-1)).reshape(-1).tolist()}
+    assert got == expected and mask.num_kept == k
+    mask.apply(model)
+    assert torch.isfinite(model(x)).all()
+    assert torch.equal(model[0].weight != 0, mask[key])
+
+
+@pytest.mark.parametrize("pruner", ["random", "magnitude", "snip", "iterative_snip", "force",
+                                    "grasp", "synflow", "prospr", "ntksap", "phew", "expander"])
+def test_every_pruner_keeps_a_weight_in_every_weight_normed_row(pruner: str) -> None:
+    """Each of these left rows of the weight-normed layer empty at sparsity 0.9 or 0.99 (a mask
+    that apply refused); now every row keeps a weight, the kept count stays exact, and the
+    mask applies and trains a step."""
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 64), torch.randint(4, (16,))
+    for sparsity in (0.9, 0.98):  # 0.98 keeps 44 weights for fc1's 32 rows + fc2
+        model = _wn_mlp()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mask = paizoo.prune(model, pruner, sparsity=sparsity, data=(x, y),
+                                input_shape=(64,))
+        # the one expected warning: a layer (FORCE: fc2) that keeps no weight, said once
+        collapsed = mask.collapsed_layers()
+        assert [type(w.message) for w in caught] == [paizoo.LayerCollapseWarning] * bool(collapsed)
+        assert "0.parametrizations.weight.original1" not in collapsed
+        keep = mask["0.parametrizations.weight.original1"]
+        assert bool(keep.any(1).all())
+        assert mask.num_kept == kept_count(1 - sparsity, mask.num_total)
+        mask.apply(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        assert torch.isfinite(model(x)).all() and torch.equal(model[0].weight != 0, keep)
+
+
+def test_a_sparsity_below_one_weight_per_weight_normed_row_is_refused_up_front() -> None:
     model = _wn_mlp()
     x, y = torch.randn(16, 64), torch.randint(4, (16,))
-    for pruner, options in (("synflow", {"rounds": 20}), ("force", {"rounds": 5})):
-        mask = paizoo.prune(model, pruner, sparsity=0.995, data=(x, y), input_shape=(64,),
-                            **options)
-        keep = mask["0.parametrizations.weight.original1"]
-        empty = int((~keep.any(1)).sum())
-        assert empty > 0 and mask.num_kept == kept_count(0.005, mask.num_total)
-        with pytest.raises(paizoo.CoverageError, match=rf"no weight in {empty} slice"):
-            mask.apply(copy.deepcopy(model))
+    # 0.995 keeps 11 weights for 32 rows: refused before SynFlow's 100 rounds start
+    with pytest.raises(paizoo.SparsityError, match=r"all layers: 11 kept for 32 slices.*"
+                       r"remove_parametrizations"):
+        paizoo.prune(model, "synflow", sparsity=0.995, input_shape=(64,))
+    # per layer: 1% of fc1's 2048 weights is 20, fewer than its 32 rows
+    with pytest.raises(paizoo.SparsityError,
+                       match=r"'0\.parametrizations\.weight\.original1': 20 kept for 32"):
+        paizoo.prune(model, "snip", sparsity=0.99, scope="layer", data=(x, y))
+    # excluding the weight-normed layer lifts the constraint
+    mask = paizoo.prune(model, "synflow", sparsity=0.995, input_shape=(64,), rounds=2,
+                        exclude="0.*")
+    assert list(mask) == ["2.weight"]
 
 
 class _CrossAttention(nn.Module):

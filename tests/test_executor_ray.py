@@ -256,7 +256,10 @@ def ray_head(tmp_path):
         # be told to send the token (RAY_AUTH_MODE=token), it does not pick it up by itself
         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once on SIGTERM
-        "RAY_USAGE_STATS_ENABLED": "0"}
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # the head's client proxy gives the per-driver server it starts 30 s to answer; on a
+        # loaded 2-core machine (the whole suite in parallel) starting it can take longer
+        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "180"}
     gcs, client = _free_port(), _free_port()
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
@@ -307,7 +310,9 @@ def test_cli_runs_a_grid_on_a_cluster_through_ray_client(ray_head, tmp_path):
                "--executor", "ray", "--address", address, "--no-render"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
                          cwd=tmp_path)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    server_logs = "".join(f"\n--- {p.name}:\n{p.read_text()[-2000:]}"
+                          for p in folder.glob("session_*/logs/ray_client_server*.err"))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + server_logs
     assert f"running on Ray ({address}: 2 CPUs)" in out.stdout
     store = ResultStore(cfg["store"])
     config = parse_config(cfg)

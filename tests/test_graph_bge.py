@@ -166,3 +166,109 @@ def test_mask_entries_the_encodings_cannot_represent_are_refused() -> None:
         with pytest.raises(MaskMismatchError, match=pattern):
             pm.compute(model, mask, (5, 4), groups=[group])
     assert list(bipartite(model, paizoo.Mask.ones(model))) == ["fc.weight"]
+
+
+def _plain_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(3 * 4 * 4, 5), nn.ReLU(), nn.Linear(5, 2))
+
+
+def _weight_normed_net() -> nn.Module:
+    from torch.nn.utils import parametrizations
+
+    model = _plain_net()
+    parametrizations.weight_norm(model[0])
+    parametrizations.weight_norm(model[3])
+    return model
+
+
+def _plain_twin(model: nn.Module, mask: paizoo.Mask) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The plain net computing what ``model`` masked by ``mask`` computes: its weight-normed
+    weights are g (v*m) / ||v*m|| (norm over each output unit), by hand; the mask renamed."""
+    twin = _plain_net()  # same biases and last layer; the weight-normed weights set below
+    for i in (0, 3):
+        plist = model[i].parametrizations.weight
+        v = plist.original1.detach() * mask[f"{i}.parametrizations.weight.original1"]
+        g = plist.original0.detach()
+        norm = v.flatten(1).norm(dim=1).reshape(-1, *([1] * (v.dim() - 1)))
+        with torch.no_grad():
+            twin[i].weight.copy_(g * v / norm)
+    return twin, {n.replace(".parametrizations.weight.original1", ".weight"): mask[n]
+                  for n in mask}
+
+
+def test_weight_normed_layers_are_encoded_by_both_encodings_alike() -> None:
+    """Both encodings cover the weight-normed layers (the bipartite one used to leave them out
+    while the multipartite one included them dense), and give each exactly the graph of a
+    plain twin whose weights are the masked layer's g (v*m) / ||v*m||, computed here by hand."""
+    from paizoo.graph import multipartite
+
+    model = _weight_normed_net()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.6)
+    keys = {"0.weight": "0.parametrizations.weight.original1",
+            "3.weight": "3.parametrizations.weight.original1", "5.weight": "5.weight"}
+    assert list(mask) == list(keys.values())
+    twin, twin_mask = _plain_twin(model, mask)
+    applied = copy.deepcopy(model)
+    mask.apply(applied)
+    assert torch.allclose(applied[0].weight, twin[0].weight)  # the hand formula is torch's
+
+    for kind in BIPARTITE_KINDS:
+        graphs, expected = bipartite(model, mask, kind), bipartite(twin, twin_mask, kind)
+        assert list(graphs) == list(keys.values())
+        for plain, key in keys.items():
+            a, b = graphs[key].adjacency, expected[plain].adjacency
+            assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-6)
+        applied_graphs = bipartite(applied, kind=kind)  # the mask applied to the model
+        for key in keys.values():
+            assert (applied_graphs[key].adjacency != graphs[key].adjacency).nnz == 0
+
+    g, h = multipartite(model, mask, (2, 4, 4)), multipartite(twin, twin_mask, (2, 4, 4))
+    assert [(n.name, n.kind) for n in g.layers] == [(n.name, n.kind) for n in h.layers]
+    assert [n.kind for n in g.layers].count("conv") == 1
+    assert [n.kind for n in g.layers].count("linear") == 2
+    a, b = g.adjacency, h.adjacency
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-6)
+    assert a.nnz > 0 and g.num_edges == h.num_edges
+
+
+def test_parametrizations_without_an_exact_mask_are_refused_by_both_encodings() -> None:
+    from torch.nn.utils import parametrizations
+
+    from paizoo.graph import multipartite
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    parametrizations.orthogonal(model[0])
+    pattern = r"0\.weight is computed by the parametrization .*does not keep the zeros"
+    with pytest.raises(paizoo.CoverageError, match=pattern):
+        bipartite(model)
+    with pytest.raises(paizoo.CoverageError, match=pattern):
+        multipartite(model, input_shape=(4,))
+    assert list(bipartite(model, exclude="0.*")) == ["2.weight"]
+
+
+def test_graph_metrics_of_a_weight_normed_net_are_those_of_its_plain_twin() -> None:
+    """The metric groups built on the graph encodings now read weight-normed layers (under
+    their mask names): the values equal the plain twin's; the groups that read module weights
+    directly (effective, scatter) still refuse the parametrized model, by name."""
+    import paizoo.metrics as pm
+
+    model = _weight_normed_net()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.6)
+    twin, twin_mask = _plain_twin(model, mask)
+    groups = ["density", "ramanujan", "spectral", "mge"]
+    got = pm.compute(model, mask, (2, 4, 4), groups=groups)
+    expected = pm.compute(twin, twin_mask, (2, 4, 4), groups=groups)
+    renamed = {k.replace(".parametrizations.weight.original1", ".weight"): v
+               for k, v in got.items()}
+    assert renamed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert renamed[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
+    with pytest.raises(paizoo.errors.UnsupportedLayerError, match="parametrized weights"):
+        pm.compute(model, mask, (2, 4, 4), groups=["effective"])
+    with pytest.raises(paizoo.errors.MaskMismatchError,
+                       match=r"parametrized weights .*remove_parametrizations"):
+        pm.compute(model, mask, (2, 4, 4), groups=["scatter"])

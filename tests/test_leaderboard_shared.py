@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,45 @@ def test_a_killed_runner_is_resumed_without_duplicates(store_url, tmp_path):
     assert store.keys() == keys and len(store) == len(keys) and store.leases() == {}
 
 
+def test_a_runner_whose_lease_was_taken_over_stops_that_run_early(store_url, tmp_path):
+    """A runner suspended past its lease's expiry (1 s) while training finds, at its next
+    renewal, that another runner took the lease over: it stops that run at once (it would
+    have trained 60 s more), says so, runs the rest of the grid and leaves the run to the
+    other runner, whose record stands."""
+    config = _grid(tmp_path, store_url)
+    specs = load_config(config).specs()
+    store = open_store(store_url)
+    runner = _runner(config, store_url, tmp_path, "--ttl", "1", "--long-first", "60")
+    deadline = time.monotonic() + 60
+    while not _calls(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    key = _calls(tmp_path)[0][0]
+    runner.send_signal(signal.SIGSTOP)  # suspended: its leases are not renewed
+    try:
+        time.sleep(2.0)
+        assert store.leases()[key][1] < 0  # expired
+        assert store.claim(key, "other-host:1:cafe", 300)  # another runner takes it over
+    finally:
+        runner.send_signal(signal.SIGCONT)
+    while len(_calls(tmp_path)) < len(specs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the runner goes on with the other runs
+    assert store.leases()[key][0] == "other-host:1:cafe"
+    other = _record(next(s for s in specs if s.key == key))
+    other.mask_path, other.final_test_acc = None, 0.123
+    store.add(other)  # the other runner records it; the waiting runner sees it done
+    out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 0, err
+    assert f"lost the lease of run {key}" in err and "other-host:1:cafe" in err
+    stopped = re.search(r"STOPPED run \d+/\d+ .* after ([\d.]+) s: this runner's lease expired "
+                        r"and other-host:1:cafe took it over; the run is left to it", out)
+    assert stopped is not None, out
+    assert float(stopped.group(1)) < 20  # not the 60 s the run would have taken
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["lost"] == [key] and summary["ran"] == len(specs) - 1
+    assert [k for k, _ in _calls(tmp_path)].count(key) == 1
+    assert store.get(key).final_test_acc == 0.123 and len(store) == len(specs)
+
+
 def _fake_run(calls: list[str]):
     def run(spec, data, **_kw):
         calls.append(spec.key)
@@ -147,6 +187,37 @@ def test_runner_checks_the_store_and_imports_pending_runs_first(store_url, tmp_p
     assert done.run_key not in calls and report.already_done == 1
     assert len(calls) == len(store) - 1 == config.num_runs - 1
     assert not store.pending_file.exists()
+
+
+def test_status_counts_the_runs_waiting_in_the_pending_file(store_url, tmp_path, capsys):
+    from paizoo.cli import main
+
+    cfg_path = _grid(tmp_path, store_url)
+    config = load_config(cfg_path)
+    store = open_store(store_url)
+    specs = config.specs()
+    records = [_record(s) for s in specs[:3]]
+    for rec in records:
+        rec.mask_path = None
+    store.add(records[2])  # in the store and (again) in the pending file: done, not pending
+    store.pending_file.parent.mkdir(parents=True, exist_ok=True)
+    store.pending_file.write_text(json.dumps(records[0].to_row()) + "\n"
+                                  + json.dumps(records[2].to_row()) + "\n" + '{"run_key": "x')
+    # an import a killed process left half done still holds its records
+    dead = store.pending_file.with_name(f"{store.pending_file.name}.importing-999999999-1")
+    dead.write_text(json.dumps(records[1].to_row()) + "\n")
+    status = grid_status(config, store)
+    assert status.done == 1 and status.pending == specs[:2]
+    assert main(["leaderboard", "status", str(cfg_path), "--missing", "--store", store_url]) == 0
+    out = capsys.readouterr().out
+    assert f"1/{config.num_runs} runs done on digits" in out
+    assert (f"2 more finished run(s) wait in {store.pending_file} to be imported (the next "
+            "`paizoo leaderboard run` on this store imports them)") in out
+    assert out.count("[finished, waiting in the pending file]") == 2
+    run_leaderboard(config, store, data=SimpleNamespace(name="digits"), run_fn=_fake_run([]),
+                    progress=False, echo=lambda _m: None, limit=0)
+    status = grid_status(config, store)
+    assert status.done == 3 and status.pending == []
 
 
 def test_a_run_finished_while_the_store_is_locked_is_kept_and_imported_once(store_url, tmp_path):

@@ -142,6 +142,19 @@ def test_iou_eq_and_set_operations() -> None:
         a & Mask({"x": torch.ones(2, 2, dtype=bool), "y": torch.ones(1, dtype=bool)})
 
 
+def test_eq_ignores_entry_order() -> None:
+    x, y = torch.tensor([True, False]), torch.tensor([[False, True]])
+    a, b = Mask({"x": x, "y": y}), Mask({"y": y, "x": x})
+    assert list(a) != list(b)  # the order differs ...
+    assert a == b and b == a and not (a != b)  # ... the masks do not
+    assert a == {"y": y, "x": x}
+    assert a != Mask({"y": y, "x": ~x})  # same names, other values
+    assert a != Mask({"x": x, "z": y})  # other names
+    assert a != Mask({"x": x})  # fewer names
+    assert a != Mask({"y": y.reshape(2), "x": x})  # same values, other shape
+    assert a != {"x": x, "y": "not a tensor"}
+
+
 def test_iou_against_brute_force_sets() -> None:
     model = SmallCNN()
     a, b = _mask_for(model, 0.3, seed=1), _mask_for(model, 0.5, seed=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -64,20 +66,33 @@ CASES = {
 }
 
 
+#: torch's warning for Fancy's Conv2d(kernel 4, padding="same"), on every forward of that layer
+SAME_PADDING = r"Using padding='same' with even kernel lengths and odd dilation"
+
+
 @pytest.fixture(params=list(CASES))
 def case(request):
+    """``(model, mask, shape, expected)``: ``expected`` asserts the warnings the case's forward
+    passes give (torch's even-kernel padding='same' warning for ``fancy``, else none). torch
+    gives that warning once per process unless ``set_warn_always``: on for the test, so it is
+    asserted wherever it is emitted, whatever ran before in the process."""
     factory, shape = CASES[request.param]
     torch.manual_seed(0)
     model = factory()
     mask = random_mask(model, 0.6, 1)
-    return model, mask, shape
+    expected = (pytest.warns(UserWarning, match=SAME_PADDING) if request.param == "fancy"
+                else contextlib.nullcontext())
+    before = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    yield model, mask, shape, expected
+    torch.set_warn_always(before)
 
 
-@pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
 def test_operator_is_the_explicit_adjacency(case):
-    model, mask, shape = case
-    graph = paizoo.graph.multipartite(model, mask, shape)
-    op = multipartite_operator(model, mask, shape)
+    model, mask, shape, expected = case
+    with expected:
+        graph = paizoo.graph.multipartite(model, mask, shape)
+        op = multipartite_operator(model, mask, shape)
     assert [(x.name, x.kind, x.start, x.stop) for x in op.layers] == [
         (x.name, x.kind, x.start, x.stop) for x in graph.layers]
     assert np.array_equal(op.output_nodes, graph.output_nodes)
@@ -96,9 +111,10 @@ def test_operator_is_the_explicit_adjacency(case):
 
 
 def test_matrix_free_mge_and_network_spectra_agree_with_explicit(case):
-    model, mask, shape = case
-    graph = paizoo.graph.multipartite(model, mask, shape)
-    op = multipartite_operator(model, mask, shape)
+    model, mask, shape, expected = case
+    with expected:
+        graph = paizoo.graph.multipartite(model, mask, shape)
+        op = multipartite_operator(model, mask, shape)
     explicit = mge_metrics_from_graph(graph)
     free = mge_metrics_matrix_free(op)
     for key in ("nodes", "edges", "sources", "sinks", "disconnected", "r_in", "r_out",

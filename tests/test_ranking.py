@@ -242,6 +242,35 @@ def test_rank_pruners_end_to_end() -> None:
                for n in notes)
 
 
+def test_predicted_drops_and_intervals_are_clipped_to_the_feasible_range() -> None:
+    """An accuracy lies in [0, 100], so a drop lies in [d - 100, d] for a dense accuracy d
+    (in [-100, 100] when d is not given): half-widths of 500 points are cut there."""
+    from paizoo.regression import RegressionError
+    from paizoo.regression.conformal import Calibration, feasible_drop_range
+
+    assert feasible_drop_range() == (-100.0, 100.0)
+    assert feasible_drop_range(80.0) == (-20.0, 80.0)
+    predictor = _toy_predictor(["magnitude"], [0.5, 0.9])
+    predictor.info["calibration"] = {
+        "lopo": Calibration("lopo", 0.9, [], [[500.0] * 30]).to_dict()}
+    kwargs = {"predictor": predictor, "input_shape": (1, 4, 4), "metrics_fn": _metrics,
+              "progress": False}
+    unclipped = rank_pruners(_tiny, ["magnitude"], [0.5, 0.9], **kwargs)
+    rows = unclipped.rows
+    assert (rows["predicted_low"] == -100.0).all() and (rows["predicted_high"] == 100.0).all()
+    assert "clipped to the drops an accuracy in [0, 100] allows, [-100, 100]" in (
+        unclipped.format())
+    clipped = rank_pruners(_tiny, ["magnitude"], [0.5, 0.9], dense_accuracy=30.0, **kwargs)
+    rows = clipped.rows
+    assert (rows["predicted_low"] == -70.0).all() and (rows["predicted_high"] == 30.0).all()
+    expected = unclipped.rows["predicted_drop"].clip(-70.0, 30.0)
+    np.testing.assert_array_equal(rows["predicted_drop"], expected)
+    assert clipped.ranking.loc[0, "low"] == -70.0 and clipped.ranking.loc[0, "high"] == 30.0
+    assert "[-70, 30]" in clipped.format()
+    with pytest.raises(RegressionError, match=r"0\.\.100; got 130.*in percent"):
+        rank_pruners(_tiny, ["magnitude"], [0.5], dense_accuracy=130.0, **kwargs)
+
+
 def test_rank_pruners_missing_columns() -> None:
     predictor = _toy_predictor(["magnitude"], [0.5, 0.9])
 

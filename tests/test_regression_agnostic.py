@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,61 @@ def test_agnostic_features_by_hand() -> None:
     # size-dependent values are not in the agnostic set
     assert "mge.nodes" not in f and "mge.one_hop_frac" not in f
     assert all(is_agnostic_column(c) for c in f)
+
+
+def test_lambda2_rel_on_degenerate_layers_by_hand() -> None:
+    """Laplacian spectra of complete bipartite graphs: K(1,1) = K_2 has {0, 2}, a star K(1,n)
+    {0, 1 (n-1 times), n+1}, K(2,3) {0, 2, 2, 3, 5}: lambda2 = 2, 1, 2. On a layer with a side
+    of one node every connected graph is a star, so its lambda2_rel is 1 when it keeps a weight,
+    never 2 (it was 2 on a 1x1 layer, and on a star pruned to one edge)."""
+    import paizoo
+    import paizoo.metrics as pm
+
+    def lambda2_rel(net: nn.Module, mask: dict, shape: tuple[int, ...]) -> list[float]:
+        mask = paizoo.Mask(mask) if mask else paizoo.Mask.ones(net)
+        m = pm.compute(net, mask, shape, groups=["density", "spectral"])
+        lay = layout_of(net, shape, dense_paths=False)
+        f = agnostic_features(m, lay)
+        return [f["spectral.lambda2_rel@first"], f["spectral.lambda2_rel@last"]]
+
+    one = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 4))  # 1x1, then a 4x1 star
+    assert lambda2_rel(one, {}, (1,)) == [1.0, 1.0]  # raw lambda2: 2 and 1
+    star = {"0.weight": torch.ones(1, 1, dtype=torch.bool),
+            "2.weight": torch.tensor([[True], [False], [False], [False]])}  # one edge left
+    assert lambda2_rel(one, star, (1,)) == [1.0, 1.0]  # raw lambda2: 2 and 2
+    k23 = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert lambda2_rel(k23, {}, (2,)) == pytest.approx([1.0, 1.0])  # lambda2 2 = min(2, 3)
+    # K(2,2) (a 4-cycle, lambda2 2) minus one edge is the path P4: 2 - 2 cos(pi / 4)
+    k22 = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    path = {"0.weight": torch.tensor([[True, True], [True, False]]),
+            "2.weight": torch.ones(2, 2, dtype=torch.bool)}
+    assert lambda2_rel(k22, path, (2,)) == pytest.approx([(2 - math.sqrt(2)) / 2, 1.0])
+
+
+def test_components_rel_is_size_free_by_hand() -> None:
+    """c weakly connected components of the n-node multipartite graph: (c - 1) / (n - 1), 0 for
+    any connected network (components_frac = c / n was 1 / n there), and 1 / 4 for a 2-2-1
+    network whose input 0 lost both weights (5 nodes, 2 components)."""
+    import paizoo
+    import paizoo.metrics as pm
+
+    def features(net: nn.Module, mask: dict | None, shape: tuple[int, ...]) -> dict:
+        mask = paizoo.Mask(mask) if mask else paizoo.Mask.ones(net)
+        m = pm.compute(net, mask, shape, groups=["density", "mge"])
+        return {**m, **agnostic_features(m, layout_of(net, shape, dense_paths=False))}
+
+    small = features(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), None, (2,))
+    wide = features(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)), None, (8,))
+    assert (small["mge.components_frac"], wide["mge.components_frac"]) == (1 / 5, 1 / 17)
+    assert small["mge.components_rel"] == wide["mge.components_rel"] == 0.0
+    cut = features(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)),
+                   {"0.weight": torch.tensor([[False, True], [False, True]]),
+                    "2.weight": torch.ones(1, 2, dtype=torch.bool)}, (2,))
+    assert (cut["mge.nodes"], cut["mge.components"]) == (5.0, 2.0)
+    assert cut["mge.components_rel"] == 0.25
+    assert is_agnostic_column("mge.components_rel")
+    assert not is_agnostic_column("mge.components_frac")
+    assert not is_agnostic_column("mge.component_size_frac")
 
 
 def test_same_columns_for_any_architecture() -> None:
@@ -340,6 +396,79 @@ def test_rank_pruners_on_unseen_architecture(tmp_path) -> None:
     assert res.split == "lopo"
 
 
+def test_in_domain_is_decided_by_architecture_not_by_name(tmp_path) -> None:
+    """A request whose model *name* is a training model's gets the leave-one-pruner-out split
+    only when it is that network: a wider network under the same name (or the zoo model built
+    for another input size) gets leave-one-architecture-out, and a note says why."""
+    from paizoo.regression import load_predictor, rank_pruners
+
+    _agnostic_predictor(tmp_path / "p.skops")
+    predictor = load_predictor(tmp_path / "p.skops")
+    recorded = predictor.info["trained_on"]["architectures"]
+    assert recorded["mlp_factory"] == layout_of(mlp_factory(0), (1, 4, 4)).descriptors()
+    assert recorded["wide_factory"] == layout_of(wide_factory(0), (1, 4, 4)).descriptors()
+
+    def mlp_factory_wider(seed: int) -> nn.Module:  # the name clashes, the network does not
+        torch.manual_seed(seed)
+        return Mlp(16)
+
+    mlp_factory_wider.__name__ = "mlp_factory"
+    res = rank_pruners(mlp_factory_wider, ["magnitude"], [0.5], predictor=predictor,
+                       input_shape=(1, 4, 4), progress=False)
+    assert res.split == "loao"
+    wide = layout_of(Mlp(16), (1, 4, 4)).descriptors()["arch.log10_params"]
+    assert (f"model 'mlp_factory' has the name of a training architecture but is another "
+            f"network (arch.log10_params {wide:.4g} vs "
+            f"{recorded['mlp_factory']['arch.log10_params']:.4g} in training)") in res.format()
+    assert "is none of the training architectures" in res.format()
+    res = rank_pruners(mlp_factory, ["magnitude"], [0.5], predictor=predictor,
+                       input_shape=(1, 4, 4), progress=False)
+    assert res.split == "lopo" and "has the name of a training" not in res.format()
+
+
+def test_in_domain_with_a_predictor_that_records_no_architectures() -> None:
+    """The shipped predictor predates the record: the training architecture of a zoo name is
+    rebuilt as the leaderboard built it (Fashion-MNIST, 1x28x28)."""
+    from paizoo.models import create_model
+    from paizoo.regression import load_predictor, rank_pruners
+
+    predictor = load_predictor()
+    assert "architectures" not in predictor.info["trained_on"]
+    assert "lenet5" in predictor.info["trained_on"]["models"]
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        return {}  # the split is decided before any metric
+
+    def split(model, shape):  # type: ignore[no-untyped-def]
+        return rank_pruners(model, ["magnitude"], [0.5], predictor=predictor,
+                            input_shape=shape, metrics_fn=metrics_fn, allow_missing=True,
+                            progress=False).split
+
+    assert split("lenet5", (1, 28, 28)) == "lopo"
+    assert split("lenet5", (1, 32, 32)) == "loao"  # same name, input size 32: other fc sizes
+
+    def lenet5(seed: int) -> nn.Module:  # a user's model with a clashing name
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+    assert split(lenet5, (1, 28, 28)) == "loao"
+
+    def lenet5_zoo(seed: int) -> nn.Module:
+        return create_model("lenet5", num_classes=10, in_channels=1, seed=seed)
+
+    lenet5_zoo.__name__ = "lenet5"
+    assert split(lenet5_zoo, (1, 28, 28)) == "lopo"
+
+    # a training model that no record and no zoo model describes: the name decides, said so
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import in_domain
+
+    custom = Predictor(AccuracyDropRegressor(), info={"trained_on": {"models": ["my_net"]}})
+    split_, note = in_domain(custom, "my_net", layout_of(Mlp(), (1, 4, 4)).descriptors())
+    assert split_ == "lopo" and "by its name alone" in note
+    assert in_domain(custom, "other", {}) == ("loao", None)
+
+
 def test_rank_pruners_refuses_a_data_driven_pruner_without_data_before_pruning() -> None:
     """snip listed after magnitude, no dataset/data: refused up front, not after magnitude's
     masks and metrics were computed; the message names the CLI flag too."""
@@ -412,7 +541,8 @@ def test_cli_rank_unseen_model_from_a_script(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "validated (leave one architecture out)" in out and "validity domain:" in out
     assert "is in no training table" in out
-    assert sum(1 for line in out.splitlines() if "[" in line and "]" in line) == 2
+    interval = re.compile(r"\[-?\d+\.\d, -?\d+\.\d\]")  # a ranking row's interval
+    assert sum(1 for line in out.splitlines() if interval.search(line)) == 2
 
 
 def test_cli_features_adds_agnostic_columns_to_a_zoo_table(tmp_path) -> None:

@@ -6,6 +6,7 @@ Each function is checked against an independent computation: exact rational arit
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -215,6 +216,91 @@ def test_select_global_equals_brute_force_over_concatenation(layers: list[list[i
     masked = [s if e else -math.inf for s, e in zip(flat, eligible_flat, strict=True)]
     expected = _brute_top_k(masked, k)
     assert got == expected
+
+
+def _slice_ids(shape: tuple[int, int], dim: int) -> list[int]:
+    """The slice (weight-norm convention: -1 = one slice) of each entry of a row-major 2-D
+    tensor, by explicit index arithmetic."""
+    rows, cols = shape
+    return [0 if dim == -1 else (i // cols if dim == 0 else i % cols) for i in range(rows * cols)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.sampled_from([0, 1, -1]), st.integers(0, 3),
+       st.booleans(), st.data())
+def test_select_keep_one_is_the_constrained_optimum_by_brute_force(
+        rows: int, cols: int, dim: int, extra: int, per_layer: bool, data: st.DataObject) -> None:
+    """Distinct scores, so the best kept set under "every slice of a keeps a weight" is unique:
+    found by enumerating every subset of the right size."""
+    na = rows * cols
+    n = na + extra
+    values = data.draw(st.permutations(list(range(n))))
+    ok = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    slice_of = _slice_ids((rows, cols), dim)
+    for sl in set(slice_of):  # every slice has an eligible weight (the other case raises)
+        if not any(ok[i] for i in range(na) if slice_of[i] == sl):
+            ok[next(i for i in range(na) if slice_of[i] == sl)] = True
+    needed = len(set(slice_of))
+    scores = {"a": torch.tensor(values[:na], dtype=torch.float32).reshape(rows, cols),
+              "b": torch.tensor(values[na:], dtype=torch.float32)}
+    eligible = {"a": torch.tensor(ok[:na]).reshape(rows, cols), "b": torch.tensor(ok[na:])}
+    if per_layer:
+        ka = data.draw(st.integers(needed, sum(ok[:na])))
+        kb = data.draw(st.integers(0, sum(ok[na:])))
+        budget: int | dict[str, int] = {"a": ka, "b": kb}
+    else:
+        budget = data.draw(st.integers(needed, sum(ok)))
+    out = select(scores, budget, eligible, keep_one={"a": dim})
+    got = [bool(x) for name in scores for x in out[name].reshape(-1).tolist()]
+
+    def feasible(chosen: set[int]) -> bool:
+        return {slice_of[i] for i in chosen if i < na} == set(slice_of)
+
+    candidates = [i for i in range(n) if ok[i]]
+    if per_layer:  # per-layer top-k: a under its constraint, b on its own
+        best_a = max((set(c) for c in itertools.combinations(
+            [i for i in candidates if i < na], budget["a"]) if feasible(set(c))),
+                     key=lambda c: sum(values[i] for i in c))
+        best = best_a | {i for i, keep in zip(range(na, n), _brute_top_k(
+            [values[i] if ok[i] else -math.inf for i in range(na, n)], budget["b"]),
+            strict=True) if keep}
+    else:
+        best = max((set(c) for c in itertools.combinations(candidates, budget)
+                    if feasible(set(c))), key=lambda c: sum(values[i] for i in c))
+    assert got == [i in best for i in range(n)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=6, max_size=6), st.integers(0, 6),
+       st.sampled_from([0, 1, -1]))
+def test_select_keep_one_equals_plain_top_k_when_that_keeps_one_per_slice(
+        values: list[int], k: int, dim: int) -> None:
+    """With ties: whenever the plain top-k already keeps a weight in every slice, the
+    constrained selection is the same mask (the same tie-break)."""
+    scores = {"a": torch.tensor(values, dtype=torch.float32).reshape(2, 3)}
+    plain = select(scores, k)
+    if not all(any(keep for keep, sl in zip(plain["a"].reshape(-1).tolist(),
+                                            _slice_ids((2, 3), dim), strict=True) if sl == s)
+               for s in set(_slice_ids((2, 3), dim))):
+        return
+    assert torch.equal(select(scores, k, keep_one={"a": dim})["a"], plain["a"])
+
+
+def test_select_keep_one_hand_example_and_refusals() -> None:
+    # rows of a: [9 8 7] [1 0 2]; global k = 3: plain top-3 is 9, 8, 7 (row 1 empty); the
+    # constraint keeps row 1's best (2) and the best two of the rest (9, 8)
+    scores = {"a": torch.tensor([[9.0, 8.0, 7.0], [1.0, 0.0, 2.0]]), "b": torch.tensor([5.0])}
+    out = select(scores, 3, keep_one={"a": 0})
+    assert out["a"].tolist() == [[True, True, False], [False, False, True]]
+    assert out["b"].tolist() == [False]
+    with pytest.raises(SparsityError, match=r"all layers: 1 kept for 2 slices.*lower sparsity"):
+        select(scores, 1, keep_one={"a": 0})
+    with pytest.raises(SparsityError, match=r"'a': 1 kept for 2 slices"):
+        select(scores, {"a": 1, "b": 1}, keep_one={"a": 0})
+    eligible = {"a": torch.tensor([[True, True, True], [False, False, False]]),
+                "b": torch.tensor([True])}
+    with pytest.raises(SparsityError, match=r"1 slice\(s\) of 'a' along dim 0 have no weight"):
+        select(scores, 3, eligible, keep_one={"a": 0})
 
 
 def test_select_keeps_float64_precision() -> None:

@@ -103,6 +103,28 @@ def test_enforcer_detects_a_weight_that_escaped_the_mask():
         enforcer.finish()
 
 
+def test_should_stop_ends_training_after_the_step_it_says_so(digits, tmp_path):
+    from paizoo.training import TrainingStopped
+
+    train_set, test_set = digits
+    model, _ = _pruned()
+    forwards = []
+    model.register_forward_hook(lambda m, i, o: forwards.append(m.training))
+    asked = []
+
+    def should_stop() -> bool:  # asked before epoch 1, then after every step: stop after 3
+        asked.append(1)
+        return len(asked) == 4
+
+    log = tmp_path / "log.jsonl"
+    with pytest.raises(TrainingStopped, match=r"stopped by the caller at step 3 \(epoch 1 of 2\)"):
+        train(model, train_set, test_set, FAST, progress=False, should_stop=should_stop,
+              log_path=str(log))
+    assert forwards == [True, True, True]  # three training steps, no evaluation
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["start", "stopped"]
+
+
 def test_hook_and_project_modes_give_identical_training(digits):
     train_set, test_set = digits
     histories, weights = [], []
@@ -142,6 +164,59 @@ def test_tied_weights_train_masked_in_both_modes_alike(digits):
     assert histories[0] == histories[1]
     for n in weights[0]:
         assert torch.equal(weights[0][n], weights[1][n]), n
+
+
+class _TiedLM(nn.Module):
+    """Embedding -> Linear -> head, the head tied to the embedding (an LM head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(12, 6)
+        self.mid = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 12, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mid(self.embed(tokens))))
+
+
+def test_check_mask_enforced_checks_every_module_using_a_tied_tensor():
+    import torch.nn.utils.prune as torch_prune
+
+    model = _TiedLM()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.5, cover="embedding", apply=True)
+    assert list(mask) == ["embed.weight", "mid.weight"]
+    MaskEnforcer(model, "hook").finish()  # weight_orig zeroed at pruned positions: all clean
+    assert check_mask_enforced(model, mask).nonzero_pruned == 0
+
+    # the second user's effective weight is stale (nonzero at a pruned position)
+    pos = tuple((~mask["embed.weight"]).nonzero()[0])
+    with torch.no_grad():
+        model.head.weight[pos] = 1.0
+    with pytest.raises(MaskViolationError, match=r"head\.weight.*1 pruned weight value"):
+        check_mask_enforced(model, mask)
+    model(torch.tensor([[1, 2]]))  # the hooks recompute it: clean again
+    check_mask_enforced(model, mask)
+
+    # the second user carries another mask
+    with torch.no_grad():
+        model.head.weight_mask[pos] = 1.0
+    with pytest.raises(MaskViolationError, match=r"head\.weight: the mask buffer differs"):
+        check_mask_enforced(model, mask)
+
+    # the second user is not masked at all: it computes with the shared tensor unmasked
+    plain = _TiedLM()
+    keep = mask["embed.weight"]
+    torch_prune.custom_from_mask(plain.embed, "weight", keep)  # the embedding only
+    torch_prune.custom_from_mask(plain.mid, "weight", mask["mid.weight"])
+    with torch.no_grad():
+        plain.embed.weight_orig.mul_(keep)
+        plain.mid.weight_orig.mul_(mask["mid.weight"])
+    assert plain.head.weight is plain.embed.weight_orig
+    with pytest.raises(MaskViolationError,
+                       match=r"embed\.weight: head\.weight uses the same tensor without the mask"):
+        check_mask_enforced(plain, mask)
 
 
 def test_replacing_the_mask_of_a_tied_tensor_masks_every_use():

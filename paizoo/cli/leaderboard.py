@@ -216,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = report.already_done + len(report.ran)
     print(f"{config.name}: ran {len(report.ran)}, {done}/{report.total} done"
           + (f", {len(report.failed)} failed" if report.failed else "")
+          + (f", {len(report.lost_leases)} stopped early (their leases were taken over by "
+             "other runners)" if report.lost_leases else "")
           + (" (stopped at --limit)" if report.stopped_at_limit else ""))
     if not args.no_render:
         rendered = render_leaderboard(config, store, out_dir=args.out_dir)
@@ -262,6 +264,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = grid_status(config, store)
     print(f"{config.name}: {status.done}/{status.total} runs done on {status.dataset} "
           f"({where})")
+    if status.pending:
+        print(f"{len(status.pending)} more finished run(s) wait in {store.pending_file} to be "
+              "imported (the next `paizoo leaderboard run` on this store imports them)")
     leases = store.leases()
     running = [s for s in status.missing if s.key in leases and leases[s.key][1] > 0]
     if running:
@@ -271,6 +276,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             model, pruner = config.label_of(spec)
             held = (f"  [leased by {leases[spec.key][0]} for {leases[spec.key][1]:.0f} s]"
                     if spec in running else "")
+            if spec in status.pending:
+                held += "  [finished, waiting in the pending file]"
             print(f"  missing: {model} | {pruner} | s={spec.sparsity:g} | seed {spec.seed}"
                   + held)
     store.close()

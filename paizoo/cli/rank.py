@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "implied for a model in no training table)")
     p.add_argument("--coverage", type=float, default=0.9,
                    help="coverage of the prediction intervals (default 0.9)")
+    p.add_argument("--dense-accuracy", type=float, default=None, metavar="PERCENT",
+                   help="the dense model's test accuracy, if known: drops and intervals are "
+                        "clipped to [PERCENT - 100, PERCENT] (default: [-100, 100])")
     p.add_argument("--trust", action="append", default=[], metavar="TYPE",
                    help="extra type name to trust when loading your own predictor file")
     p.add_argument("--out", default=None,
@@ -132,6 +135,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         seeds=args.seeds, model_options=parse_kv(args.model_option),
         pruner_options=_pruner_options(args.option),
         allow_missing=args.allow_missing, coverage=args.coverage,
+        dense_accuracy=args.dense_accuracy,
         device="cuda" if torch.cuda.is_available() else "cpu")
     print(result.format())
     if args.out:

@@ -103,9 +103,9 @@ def bipartite(model: nn.Module, mask: Mapping[str, torch.Tensor] | None = None,
     """One bipartite graph per prunable layer of ``model``, keyed by parameter name.
 
     Args:
-        model: any model; its layers are the Conv/Linear modules with a plain ``weight``
-            parameter (:func:`paizoo.params.prunable_modules`: the default coverage, without
-            parametrized weights, which are not encoded).
+        model: any model; its layers are the Conv/Linear modules (the default coverage;
+            a weight-normed or spectral-normed weight under the name of its pruned original,
+            see :mod:`paizoo.graph._weights`), as in :func:`paizoo.graph.multipartite`.
         mask: a :class:`paizoo.Mask` or ``{name: bool tensor}``; ``None``: dense (or the masks
             applied to the model). Layers without a mask entry are dense.
         kind: ``"rolled"`` (left: ``(c_in, tap)``, one edge per kept weight) or
@@ -116,7 +116,7 @@ def bipartite(model: nn.Module, mask: Mapping[str, torch.Tensor] | None = None,
         raise GraphEncodingError(f"unknown bipartite kind {kind!r}; choose one of "
                                  f"{BIPARTITE_KINDS}")
     resolved = resolve_mask(model, mask)
-    modules = prunable_modules(model, include, exclude)
+    modules = prunable_modules(model, include, exclude, parametrized=True)
     if not modules:
         raise NoPrunableParametersError(
             f"{type(model).__name__} has no Conv/Linear weight to encode"

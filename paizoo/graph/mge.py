@@ -67,6 +67,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..masks import Mask
+from ..params import weight_key
 from . import _trace as T
 from ._blocks import (
     DEFAULT_CHUNK,
@@ -348,8 +349,7 @@ class _Encoder:
         if node.op == "call_module":
             module = self.gm.get_submodule(str(node.target))
             name = str(node.target)
-            keep, weight = kept_weight(module, "weight", f"{name}.weight" if name else "weight",
-                                     self.mask)
+            keep, weight = kept_weight(module, "weight", weight_key(name, module), self.mask)
             return name, keep, weight, module
         weight = node.args[1] if len(node.args) > 1 else node.kwargs["weight"]
         owner_name, _, attr = str(weight.target).rpartition(".")

@@ -25,7 +25,7 @@ from ..results.record import RunRecord, RunSpec
 from ..results.store import BaseStore
 from ..training.experiment import ExperimentData, load_experiment_data, run_experiment
 from ..training.logs import WandbOptions
-from ..training.loop import select_device
+from ..training.loop import TrainingStopped, select_device
 from ..training.masking import MaskMode
 from .config import LeaderboardConfig
 from .executor import Executor, dispatch, on_cpu
@@ -45,6 +45,9 @@ class GridStatus:
     total: int
     done: int
     missing: list[RunSpec] = field(default_factory=list)
+    #: the missing runs that finished but wait in the store's pending file (a store that was
+    #: locked or unreachable when they ended); the next runner on the store imports them
+    pending: list[RunSpec] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -61,6 +64,9 @@ class RunReport:
     ran: list[RunRecord] = field(default_factory=list)
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
     stopped_at_limit: bool = False
+    #: runs stopped early because another runner took their lease over (they are that
+    #: runner's now; this one waits for them like for any run another runner holds)
+    lost_leases: list[RunSpec] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -111,14 +117,16 @@ def dataset_in_store(config: LeaderboardConfig, store: BaseStore) -> str:
 
 def grid_status(config: LeaderboardConfig, store: BaseStore, dataset: str | None = None
                 ) -> GridStatus:
-    """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`)."""
+    """Done/total runs of the grid for ``dataset`` (default: :func:`dataset_in_store`), and
+    which missing runs wait in the store's pending file."""
     dataset = dataset or dataset_in_store(config, store)
     validate_entries(config, dataset)
     specs = config.specs(dataset)
     present = store.get_many(s.key for s in specs)
     missing = [s for s in specs if s.key not in present]
+    waiting = store.pending_keys() if missing else set()
     return GridStatus(dataset=dataset, total=len(specs), done=len(specs) - len(missing),
-                      missing=missing)
+                      missing=missing, pending=[s for s in missing if s.key in waiting])
 
 
 def run_leaderboard(
@@ -270,11 +278,23 @@ class _RunContext:
             bar.set_postfix_str(f"{model_label} {pruner_label} s={spec.sparsity:g} "
                                 f"seed={spec.seed}")
         dense_ref = None if spec.is_dense else store.get(spec.dense_reference().key)
+        keeper = self.keeper
+        started = time.monotonic()
         try:
             record = self.run_fn(spec, self.data, masks_dir=store.masks_dir,
                                  logs_dir=store.logs_dir,
                                  dense_test_acc=dense_ref.final_test_acc if dense_ref else None,
-                                 **self.train_options)
+                                 should_stop=lambda: keeper.is_lost(key), **self.train_options)
+        except TrainingStopped:
+            if not keeper.is_lost(key):
+                raise
+            holder = store.leases().get(key)
+            say(f"STOPPED run {position + 1}/{self.grid_size} {spec.describe()} after "
+                f"{time.monotonic() - started:.1f} s: this runner's lease expired and "
+                f"{holder[0] if holder else 'another runner'} took it over; the run is left "
+                "to it (nothing recorded here)")
+            report.lost_leases.append(spec)
+            return False  # waited for like any run another runner holds
         except Exception as exc:
             self.keeper.drop(key)
             store.release(key, self.owner)

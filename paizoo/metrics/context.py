@@ -84,9 +84,15 @@ class MetricContext:
             owners = prunable_modules(self.model)
             missing = [n for n in self.mask if n not in owners]
             if missing:
+                parametrized = [n for n in missing if ".parametrizations." in n]
+                hint = (f"; {parametrized[:5]} are parametrized weights (weight norm, ...), which "
+                        "only the groups built on the graph encodings (density, ramanujan, "
+                        "spectral, mge) read: bake the parametrization in first "
+                        "(torch.nn.utils.parametrize.remove_parametrizations(module, 'weight')) "
+                        "and prune that model" if parametrized else "")
                 raise MaskMismatchError(
                     f"mask entries {missing[:5]} are not prunable Conv/Linear weights of "
-                    f"{type(self.model).__name__}")
+                    f"{type(self.model).__name__}{hint}")
             self._cache["modules"] = {n: owners[n] for n in self.mask}
         return self._cache["modules"]
 

@@ -33,7 +33,12 @@ name                        definition                                          
 ==========================  ====================================================  ============
 
 The normalisations follow the published MGE tables (one-hop and two-hop sizes are divided by
-E there). ``two_hop`` is exact while the number of 2-step walks is within the group option
+E there). Not every ``_frac`` is size-free: ``components_frac`` = c / n is 1 / n for any
+connected network, and ``component_size_frac`` = 1 / c falls with n when a share of the nodes
+is cut off; :mod:`paizoo.regression.agnostic` uses (c - 1) / (n - 1) instead
+(``mge.components_rel``: 0 connected, 1 every node isolated).
+
+``two_hop`` is exact while the number of 2-step walks is within the group option
 ``two_hop_budget`` (default 5e7), otherwise estimated from a node sample stratified by node layer
 (option ``two_hop_samples`` sets the minimum sample). ``motifs4`` uses ``motif_samples`` (default
 20000) 3-path samples. Both are seeded by ``seed``.

@@ -8,7 +8,10 @@ positions lost every weight.
 * ``gap.<param>`` - spectral gap sigma_1 - sigma_2 of the layer's rolled 0/1 biadjacency B (with
   multiplicity: 0 when the top singular value repeats, e.g. for identical disconnected parts);
 * ``lambda2.<param>`` - algebraic connectivity: the second-smallest eigenvalue of L = D - A of
-  that bipartite graph (0 when it is disconnected);
+  that bipartite graph (0 when it is disconnected). On the complete bipartite graph K(m, n) it
+  is min(m, n), except K(1, 1), a single edge, where it is 2; so on a layer with a side of one
+  node (every connected graph on it is a star) it is 1 with two kept weights or more and 2 with
+  one (the agnostic ``spectral.lambda2_rel`` reads it as min(lambda2, 1) there);
 * ``gap_mean``, ``lambda2_mean``, ``lambda2_min`` - over layers;
 * ``network_gap`` - first minus second *distinct* singular value (|eigenvalue|) of the symmetrised
   0/1 adjacency of the whole multipartite graph (MGE), from Lanczos iterations (``eigsh``);

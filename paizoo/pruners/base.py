@@ -30,8 +30,16 @@ from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityErr
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
 from ..progress import Progress, round_progress
-from ..reparam import remove_masks, scoring_safe_weight_norm
-from ..sparsity import Schedule, check_scores, density_schedule, kept_count, select_scored
+from ..reparam import remove_masks, weight_norm_dims
+from ..sparsity import (
+    Schedule,
+    check_keep_one,
+    check_scores,
+    density_schedule,
+    kept_count,
+    select_scored,
+    slice_counts,
+)
 
 Scope = Literal["global", "layer"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,6 +63,9 @@ class PruneContext:
         round: 0-based index of this round; ``num_rounds`` rounds in all.
         density: the density this round's mask will have.
         loss_fn: ``loss_fn(logits, targets)``; cross-entropy by default.
+        token_input: whether the model takes token ids (see :mod:`paizoo.pruners._tokens`), as
+            the input probe before :meth:`Pruner.prepare` found it; ``None`` when the probe fed
+            the data's inputs (use :meth:`takes_token_ids`).
     """
 
     model: nn.Module
@@ -69,6 +80,20 @@ class PruneContext:
     num_rounds: int = 1
     density: float = 1.0
     loss_fn: LossFn = field(default=F.cross_entropy)
+    token_input: bool | None = None
+
+    def takes_token_ids(self, model: nn.Module | None = None,
+                        dtype: torch.dtype = torch.float32) -> bool:
+        """Whether the model is a token-input model: the input probe's answer, or when it did
+        not tell (data given), one forward of ``model`` (default :attr:`model`) on zeros of
+        ``dtype`` (:func:`paizoo.pruners._tokens.takes_token_ids`)."""
+        if self.token_input is not None:
+            return self.token_input
+        from ._tokens import takes_token_ids
+
+        assert self.input_shape is not None
+        return takes_token_ids(model if model is not None else self.model, self.input_shape,
+                               dtype, self.device)
 
     def device_batches(self) -> list[Batch]:
         """The batches moved to :attr:`device` (raises if the pruner was given no data)."""
@@ -156,7 +181,8 @@ class Pruner(ABC):
         :mod:`paizoo.params`); a :class:`~paizoo.masks.CoverageWarning` names the weights of
         the model they leave dense (also in ``mask.report()``). ``progress``: see
         :mod:`paizoo.progress` (a bar on a terminal, a line every 10 s with an ETA elsewhere,
-        for multi-round pruners).
+        for multi-round pruners). Every round keeps a weight in each slice of a weight-normed
+        weight's ``v`` (see :func:`paizoo.sparsity.select`, ``keep_one``), so the mask applies.
         """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
@@ -178,7 +204,6 @@ class Pruner(ABC):
         original = prunable_parameters(model, include, exclude, cover)
         start = self._existing_mask(model, original)
         work = _working_copy(model)
-        scoring_safe_weight_norm(work)
         if start is not None:
             remove_masks(work)
         params = prunable_parameters(work, include, exclude, cover)
@@ -196,6 +221,9 @@ class Pruner(ABC):
             raise SparsityError(
                 f"density {density:.3g} keeps 0 of {sum(p.numel() for p in params.values())} "
                 "prunable weights; use a lower sparsity or compression, or a higher density")
+        # weight norm divides each slice of v by its norm: every round keeps a weight in each
+        keep_one = weight_norm_dims(work, params)
+        check_keep_one(first, slice_counts(shapes, keep_one))  # up front, before scoring
         if start is not None and isinstance(first, dict):
             over = [n for n, k in first.items() if k > int(start[n].sum())]
             if over:
@@ -223,7 +251,7 @@ class Pruner(ABC):
         cuda_devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda_devices):
             if self.requires_data or self.requires_input_shape:  # this pruner feeds inputs
-                probe_inputs(work, batches, ctx.input_shape, device)
+                ctx.token_input = probe_inputs(work, batches, ctx.input_shape, device)
             torch.manual_seed(seed)
             self.prepare(ctx)
             if start is None:
@@ -249,7 +277,7 @@ class Pruner(ABC):
                 else:  # non-monotone pruners may revive weights of earlier rounds, never ones
                     eligible = fixed  # the model had already pruned before pruning started
                 budget = self.budgets(shapes, round_density)
-                selection = select_scored(scores, budget, eligible)
+                selection = select_scored(scores, budget, eligible, keep_one=keep_one)
                 if len(selection.zero_layers) == len(scores):
                     raise ScoreError(diagnostics.all_zero_message(self.name, r, self.rounds,
                                                                   findings))
@@ -308,32 +336,39 @@ def check_input_shape(input_shape: tuple[int, ...] | None) -> None:
 
 @torch.no_grad()
 def probe_inputs(model: nn.Module, batches: list[Batch] | None,
-                 input_shape: tuple[int, ...] | None, device: torch.device) -> None:
+                 input_shape: tuple[int, ...] | None, device: torch.device) -> bool | None:
     """Run one sample through ``model`` (eval mode, restored after) and check what pruning will
     feed it: the data's inputs (or zeros of ``input_shape``) must fit the model, and the data's
     integer targets must lie in ``[0, C)`` for C output logits. Raises
-    :class:`MissingDataError` saying what does not fit, instead of the raw error of a layer."""
+    :class:`MissingDataError` saying what does not fit, instead of the raw error of a layer.
+
+    Returns whether the model takes token ids (it has an embedding and refuses the float zeros,
+    the rule of :func:`paizoo.pruners._tokens.takes_token_ids`; it must then take placeholder
+    ids), or ``None`` when the data's inputs were fed (or nothing was)."""
+    token_input: bool | None = None
     if batches is not None:
         x = batches[0][0][:1]
         what = f"the data's inputs of shape {tuple(x.shape[1:])}"
     elif input_shape is not None:
         x = torch.zeros(1, *input_shape)
         what = f"inputs of input_shape={tuple(input_shape)}"
+        token_input = False
     else:
-        return
+        return None
     was_training = model.training
     model.eval()
     try:
         try:
             out = model(x.to(device))
-        except (RuntimeError, ValueError, IndexError):
+        except (RuntimeError, TypeError, ValueError, IndexError):
             from ._tokens import embedding_names, token_placeholder
 
             if batches is not None or not embedding_names(model):
                 raise
             # a token-input model: the data-free pruners feed it token ids (see _tokens)
+            token_input = True
             out = model(token_placeholder(model, 1, tuple(input_shape), device))
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         hint = ""
         if len(x.shape) > 2 and x.shape[1] == 1:
             hint = (f"; if {tuple(x.shape[1:])} includes a batch dimension, drop it: "
@@ -345,10 +380,11 @@ def probe_inputs(model: nn.Module, batches: list[Batch] | None,
     finally:
         model.train(was_training)
     if batches is None or not isinstance(out, torch.Tensor) or out.dim() != 2:
-        return
+        return token_input
     for _, y in batches:
         if not y.dtype.is_floating_point and not y.dtype.is_complex:
             check_target_range(y, int(out.shape[1]))
+    return token_input
 
 
 def _working_copy(model: nn.Module) -> nn.Module:

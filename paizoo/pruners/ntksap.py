@@ -16,7 +16,6 @@ from ._tokens import (
     RandomTokens,
     call_token_model,
     embedding_names,
-    takes_token_ids,
     token_placeholder,
 )
 from .base import PruneContext, Pruner, Scope
@@ -137,8 +136,7 @@ class NTKSAPPruner(Pruner):
         dtype = ctx.initial[names[0]].dtype
         mask = {n: ctx.mask[n].to(dtype) for n in names}
         total = {n: torch.zeros_like(ctx.initial[n]) for n in names}
-        embeddings = (embedding_names(scratch) if takes_token_ids(
-            scratch, ctx.input_shape, dtype, ctx.device) else [])
+        embeddings = embedding_names(scratch) if ctx.takes_token_ids(scratch, dtype) else []
         tokens = RandomTokens(scratch, ctx.generator) if embeddings else nullcontext()
         with tokens:
             for _ in range(self.draws):

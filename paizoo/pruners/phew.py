@@ -15,7 +15,7 @@ from ..params import parameter_table
 from ..sparsity import Schedule
 from ._channel_flow import ChannelFlow, trace_channel_flow
 from ._options import as_int
-from ._tokens import embedding_names, takes_token_ids
+from ._tokens import embedding_names
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -416,7 +416,7 @@ class PHEWPruner(Pruner):
         embeddings = embedding_names(ctx.model)
         dtype = next((p.dtype for p in ctx.model.parameters() if p.is_floating_point()),
                      torch.float32)
-        if embeddings and takes_token_ids(ctx.model, ctx.input_shape, dtype, ctx.device):
+        if embeddings and ctx.takes_token_ids(ctx.model, dtype):
             raise UnsupportedLayerError(
                 f"PHEW walks from the model's input channels through Conv/Linear layers and "
                 f"cannot start from token ids: {type(ctx.model).__name__} has the embedding(s) "

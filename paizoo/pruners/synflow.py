@@ -10,7 +10,7 @@ from ..errors import ScoreError
 from ..sparsity import Schedule
 from ._gradients import grads_or_zeros
 from ._scaled import ScaledForward
-from ._tokens import ones_forward, takes_token_ids
+from ._tokens import ones_forward
 from .base import PruneContext, Pruner, Scope
 from .registry import register_pruner
 
@@ -117,7 +117,7 @@ class SynFlow(Pruner):
             for n, t in ctx.initial.items():  # the base class resets the weights to these
                 ctx.initial[n] = t.to(self.dtype).abs_()
         assert ctx.input_shape is not None
-        self._token_input = takes_token_ids(model, ctx.input_shape, self.dtype, ctx.device)
+        self._token_input = ctx.takes_token_ids(model, self.dtype)
 
     def score(self, ctx: PruneContext) -> dict[str, torch.Tensor]:
         names = list(ctx.params)

@@ -34,9 +34,11 @@ lies in ``[0, 1]`` for any width (:data:`FAMILIES` gives the divisor of each).
 
 **Global columns.** Network-level metrics that are already fractions or normalised
 (:data:`SIZE_FREE_GLOBALS`) are kept as they are; counts become fractions (the ``*_frac``
-columns paizoo.metrics already has) and ``effective.paths_log10`` becomes the log-ratio
-``effective.paths_log10_ratio`` to the dense network's path count. Other network-level counts
-(nodes, edges, weighted spectral quantities) are left out of the agnostic set.
+columns paizoo.metrics already has, those that are size-free; the number of components
+becomes ``mge.components_rel`` = (c - 1) / (n - 1)) and ``effective.paths_log10`` becomes
+the log-ratio ``effective.paths_log10_ratio`` to the dense network's path count. Other
+network-level counts (nodes, edges, weighted spectral quantities) are left out of the agnostic
+set.
 
 **Architecture descriptors** ``arch.*`` (:data:`ARCH_DEFINITIONS`): depth, log parameter count,
 residual / normalisation present, conv and grouped-conv share; ``arch.log10_dense_paths`` is kept
@@ -65,7 +67,7 @@ from .errors import RegressionError
 STAT_SEP = "@"
 
 #: per-layer family -> (source column family, divisor on the dense layer, definition)
-#: divisor: "" (none), "nR", "nL", "sqrt_nLnR", "min_nLnR"
+#: divisor: "" (none), "nR", "nL", "sqrt_nLnR", "lambda2_K" (see spectral.lambda2_rel)
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "density": ("density", "", "fraction of the layer's weights kept"),
     "effective.density": ("effective.density", "",
@@ -88,9 +90,13 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "spectral.gap_rel": ("spectral.gap", "sqrt_nLnR",
                          "spectral gap sigma_1 - sigma_2 of the rolled 0/1 biadjacency / "
                          "sqrt(n_L n_R)"),
-    "spectral.lambda2_rel": ("spectral.lambda2", "min_nLnR",
-                             "algebraic connectivity of the layer's bipartite graph / "
-                             "min(n_L, n_R) (its value on the complete bipartite graph)"),
+    "spectral.lambda2_rel": ("spectral.lambda2", "lambda2_K",
+                             "algebraic connectivity of the layer's bipartite graph / its value "
+                             "on the complete bipartite graph K(n_L, n_R), min(n_L, n_R); on a "
+                             "layer with a side of one node (a star; 1 x 1 included) every "
+                             "connected graph is a star, lambda2 1, or a single edge, lambda2 2, "
+                             "so lambda2 is read as min(lambda2, 1) there: 1 when it keeps a "
+                             "weight, in [0, 1] for every layer"),
     "scatter.forward": ("scatter.forward", "",
                         "forward scatter of a Linear junction (Dey et al. 2018), in [0, 1]"),
     "scatter.backward": ("scatter.backward", "",
@@ -133,10 +139,15 @@ SIZE_FREE_GLOBALS: dict[str, str] = {
 PATHS_RATIO = "effective.paths_log10_ratio"
 #: the ``mge.*_frac`` columns that are size-free (counts of nodes/edges over all nodes/edges);
 #: the others divide a degree (one_hop, two_hop, coreness, strength) or a motif count by the
-#: graph's size, which shrinks or grows with the width
+#: graph's size, which shrinks or grows with the width. ``components_frac`` (c / n: 1 / n for
+#: a connected network) and ``component_size_frac`` (1 / c: it falls with n when a share of
+#: the nodes is cut off) depend on the size too; :data:`COMPONENTS_REL` replaces them
 MGE_FRACTIONS: tuple[str, ...] = tuple(
     f"mge.{m}_frac" for m in ("sources", "sinks", "disconnected", "r_in", "r_out", "bridges",
-                              "articulation_points", "components", "component_size"))
+                              "articulation_points"))
+#: (c - 1) / (n - 1) for c weakly connected components of the n-node multipartite graph: 0 when
+#: it is connected, 1 when every node is isolated, whatever the network's size
+COMPONENTS_REL = "mge.components_rel"
 
 ARCH_DEFINITIONS: dict[str, str] = {
     "arch.depth": "number of prunable (Conv/Linear) layers",
@@ -341,7 +352,7 @@ def _divisors(shapes: Sequence[tuple[int, ...]]) -> dict[str, np.ndarray]:
     n_r = np.array([s[0] for s in shapes], dtype=float)
     n_l = np.array([math.prod(s[1:]) if len(s) > 1 else 1 for s in shapes], dtype=float)
     return {"": np.ones(len(shapes)), "nR": n_r, "nL": n_l, "sqrt_nLnR": np.sqrt(n_l * n_r),
-            "min_nLnR": np.minimum(n_l, n_r)}
+            "lambda2_K": np.minimum(n_l, n_r)}
 
 
 def profile_stats(values: np.ndarray, weights: np.ndarray, bottleneck: int | None
@@ -379,7 +390,11 @@ def agnostic_features(metrics: Mapping[str, float], layout: Layout) -> dict[str,
         cols = [f"{source}.{p}" for p in params]
         if not any(c in metrics for c in cols):
             continue
-        v = np.array([metrics.get(c, math.nan) for c in cols], dtype=float) / div[divisor]
+        v = np.array([metrics.get(c, math.nan) for c in cols], dtype=float)
+        if divisor == "lambda2_K":  # a star's lambda2 is 1, or 2 for a single edge (K_2)
+            star = div[divisor] == 1
+            v[star] = np.minimum(v[star], 1.0)
+        v = v / div[divisor]
         v[~np.isfinite(v)] = np.nan
         for stat, value in profile_stats(v, layout.numels, bottleneck).items():
             out[f"{name}{STAT_SEP}{stat}"] = value
@@ -389,6 +404,9 @@ def agnostic_features(metrics: Mapping[str, float], layout: Layout) -> dict[str,
     for col in MGE_FRACTIONS:
         if col in metrics:
             out[col] = float(metrics[col])
+    if "mge.components" in metrics and "mge.nodes" in metrics:
+        c, n = float(metrics["mge.components"]), float(metrics["mge.nodes"])
+        out[COMPONENTS_REL] = (c - 1.0) / (n - 1.0) if n > 1 else math.nan
     if "effective.paths_log10" in metrics:
         paths = float(metrics["effective.paths_log10"])
         out[PATHS_RATIO] = (paths - layout.dense_paths_log10
@@ -400,7 +418,7 @@ def agnostic_features(metrics: Mapping[str, float], layout: Layout) -> dict[str,
 def is_agnostic_column(name: str) -> bool:
     """Whether a column belongs to the agnostic feature set (defined for every architecture)."""
     return (STAT_SEP in name or name.startswith("arch.") or name in SIZE_FREE_GLOBALS
-            or name == PATHS_RATIO or name in MGE_FRACTIONS)
+            or name in (PATHS_RATIO, COMPONENTS_REL) or name in MGE_FRACTIONS)
 
 
 def add_agnostic_columns(table: pd.DataFrame, layouts: Mapping[str, Layout],
@@ -436,7 +454,7 @@ def parse_label(label: str) -> tuple[str, dict[str, Any]]:
         raise RegressionError(f"cannot read the config of model label {label!r}: {exc}") from exc
 
 
-def layout_for_label(label: str, dataset: str) -> Layout:
+def layout_for_label(label: str, dataset: str, *, dense_paths: bool = True) -> Layout:
     """The layout of zoo model ``label`` (``name{config}``) built for ``dataset`` as the
     leaderboard runner builds it (seed 0; the layout does not depend on the seed)."""
     from types import SimpleNamespace
@@ -447,7 +465,7 @@ def layout_for_label(label: str, dataset: str) -> Layout:
     name, config = parse_label(label)
     info = dataset_info(dataset)
     net = build_model(SimpleNamespace(model=name, seed=0, model_config=config), info)
-    layout = layout_of(net, tuple(info.input_shape))
+    layout = layout_of(net, tuple(info.input_shape), dense_paths=dense_paths)
     layout.family = model_family(name, layout)
     return layout
 
@@ -485,6 +503,10 @@ def feature_definitions(columns: Iterable[str], layer_names: Iterable[str] = ())
         elif col == PATHS_RATIO:
             out[col] = ("log-ratio: effective.paths_log10 - log10(input-output paths of the "
                         "dense network)")
+        elif col == COMPONENTS_REL:
+            out[col] = ("network-level, size-free: (c - 1) / (n - 1) for the c weakly connected "
+                        "components of the n-node multipartite graph (0: connected; 1: every "
+                        "node isolated)")
         elif col in MGE_FRACTIONS:
             out[col] = (f"network-level fraction: mge.{col[4:-5]} / number of nodes or edges of "
                         "the multipartite graph (Cunegatti et al. 2024)")

@@ -14,6 +14,11 @@ its interval, under exchangeability of the new case with the folds. The full mod
 rows) gives ``p``, as in the "CV" variant of Barber et al. (2021, Jackknife+); its guarantee is
 approximate (CV+ would use the fold models), which the synthetic coverage test checks.
 
+**Feasible range.** ``paizoo rank`` clips predictions and interval bounds to the drops that can
+happen (:func:`feasible_drop_range`): an interval reaching past them (a wide bin, or an
+infinite half-width when a bin holds too few residuals for the coverage) is cut there, which
+keeps its coverage (no actual drop lies outside).
+
 **Mondrian bins.** Errors grow with the drop (masks at 50 % sparsity lose ~0 points, at 99 %
 dozens), so residuals are calibrated separately within ``bins`` ranges of the out-of-fold
 prediction (edges at its quantiles, at least ``min_bin`` rows per bin) and a new prediction uses
@@ -115,6 +120,18 @@ def calibrate(y: Any, oof_pred: Any, *, split: str, coverage: float = DEFAULT_CO
     residuals = [np.sort(res[which == b]).tolist() for b in range(len(edges) + 1)]
     return Calibration(split=split, coverage=float(coverage), edges=edges.tolist(),
                        residuals=residuals)
+
+
+def feasible_drop_range(dense_accuracy: float | None = None) -> tuple[float, float]:
+    """The accuracy drops (points) that can happen: an accuracy lies in [0, 100], so with the
+    dense network's accuracy ``d`` the drop ``d - acc`` lies in ``[d - 100, d]``; without it
+    (``paizoo rank`` trains nothing) in ``[-100, 100]``, the union over ``d`` in [0, 100]."""
+    if dense_accuracy is None:
+        return -100.0, 100.0
+    d = float(dense_accuracy)
+    if not 0.0 <= d <= 100.0:
+        raise ValueError(f"a dense accuracy is in points, 0..100; got {dense_accuracy}")
+    return d - 100.0, d
 
 
 def overlapping(lo: np.ndarray, hi: np.ndarray) -> list[list[int]]:

@@ -189,8 +189,9 @@ class AccuracyDropRegressor(RegressorMixin, BaseEstimator):
                 "groups), or pass allow_missing=True to treat them as NaN.")
         X = X.rename(columns={v: k for k, v in present.items()}) if any(
             not isinstance(v, str) for v in present.values()) else X
-        if missing:
-            X = X.assign(**dict.fromkeys(missing, np.nan))
+        if missing:  # one concat: assigning many columns one by one fragments the frame
+            X = pd.concat([X, pd.DataFrame(np.nan, index=X.index, columns=list(missing))],
+                          axis=1)
         return X[list(names)]
 
     # ---- estimator API -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ from ..pruners.registry import allowing_off_target
 from ..sparsity import off_target
 from .agnostic import agnostic_features, is_agnostic_column, layout_of
 from .build import config_label
-from .conformal import DEFAULT_COVERAGE, Calibration, overlapping
+from .conformal import DEFAULT_COVERAGE, Calibration, feasible_drop_range, overlapping
 from .errors import RegressionError
 from .persistence import Predictor
 from .ranking import ranked
@@ -73,6 +74,7 @@ class RankResult:
     notes: list[str] = field(default_factory=list)
     split: str = ""
     coverage: float | None = None
+    drop_range: tuple[float, float] = (-100.0, 100.0)
 
     def format(self) -> str:
         """The ranking as a plain-text table with intervals, ties, the error of the split that
@@ -85,8 +87,10 @@ class RankResult:
                 + (f"  {'interval':>17}  tied with" if has_iv else ""))
         what = "predicted accuracy drop in points (lower is better)"
         if has_iv:
+            lo, hi = self.drop_range
             what += (f"; interval: {self.coverage:.0%} split-conformal interval of the mean, "
-                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals; pruners "
+                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals and clipped "
+                     f"to the drops an accuracy in [0, 100] allows, [{lo:g}, {hi:g}]; pruners "
                      "whose intervals overlap are tied (their order is not known)")
         lines = [self.title, "", what + ":", head, "-" * len(head)]
         for r in self.ranking.to_dict("records"):
@@ -98,8 +102,8 @@ class RankResult:
             lines.append(line)
         label = SPLITS.get(self.split, self.split)
         lines += ["", f"error that applies ({label}"
-                  + (", the model is in the training data)" if self.split == "lopo"
-                     else ", the model is in no training table)") + ":"]
+                  + (", the model is one of the training architectures)" if self.split == "lopo"
+                     else ", the model is none of the training architectures)") + ":"]
         lines += [self.predictor.describe(splits=[label]) if label else
                   self.predictor.describe()]
         lines += [f"note: {n}" for n in self.notes]
@@ -138,15 +142,70 @@ def same_pruner(a: str, b: str) -> bool:
 _MISSING = object()
 
 
-def applicable_split(predictor: Predictor, model: str) -> str:
-    """``"lopo"`` when ``model`` is one of the predictor's training architectures, else
-    ``"loao"`` (the error of a model never seen)."""
-    return "lopo" if model in predictor.info.get("trained_on", {}).get("models", []) else "loao"
+def training_architecture(predictor: Predictor, model: str) -> dict[str, float] | None:
+    """The ``arch.*`` descriptors of the predictor's training architecture ``model``: as
+    recorded when it was trained (``trained_on["architectures"]``), or, for a predictor that
+    predates that record, those of the paizoo zoo model of that label built as the leaderboard
+    runner builds it for the (first buildable) training dataset; ``None`` when neither is
+    known (not a training model, or no zoo model of that name)."""
+    from .agnostic import layout_for_label
+
+    on = predictor.info.get("trained_on", {})
+    if model not in on.get("models", []):
+        return None
+    recorded = on.get("architectures", {}).get(model)
+    if recorded is not None:
+        return {str(k): float(v) for k, v in recorded.items()}
+    for dataset in on.get("datasets", []):
+        try:
+            return layout_for_label(model, dataset, dense_paths=False).descriptors()
+        except Exception:  # not a zoo model, or a dataset this paizoo does not know
+            continue
+    return None
+
+
+def in_domain(predictor: Predictor, model: str, descriptors: Mapping[str, float] | None
+              ) -> tuple[str, str | None]:
+    """``(split, note)``: ``"lopo"`` when the request is one of the predictor's training
+    architectures, by name and, given the request's ``arch.*`` ``descriptors``, by architecture
+    (equal descriptors, :func:`training_architecture`); else ``"loao"`` (the error of an
+    architecture never seen), with a note when the name is a training model's but the network
+    is another (a width changed by options, a user model with a clashing name). When the
+    training architecture is unknown (no record, no zoo model of that name), the name decides
+    and the note says so."""
+    if model not in predictor.info.get("trained_on", {}).get("models", []):
+        return "loao", None
+    if descriptors is None:
+        return "lopo", None
+    trained = training_architecture(predictor, model)
+    common = sorted(set(trained or {}) & set(descriptors))
+    if not common:  # e.g. a per-layer predictor of a user's model, from a table without arch.*
+        return "lopo", (f"model {model!r} is taken to be the training architecture of that "
+                        "name by its name alone: the predictor records no architecture for it "
+                        "and no paizoo model of that name rebuilds it (retrain it on a table "
+                        "with the arch.* columns to have it checked)")
+    assert trained is not None
+    differ = [k for k in common if not math.isclose(descriptors[k], trained[k], rel_tol=1e-6,
+                                                    abs_tol=1e-9)]
+    if differ:
+        shown = ", ".join(f"{k} {descriptors[k]:.4g} vs {trained[k]:.4g}" for k in differ[:3])
+        return "loao", (f"model {model!r} has the name of a training architecture but is another "
+                        f"network ({shown} in training): the leave-one-architecture-out error "
+                        "and intervals apply")
+    return "lopo", None
+
+
+def applicable_split(predictor: Predictor, model: str,
+                     descriptors: Mapping[str, float] | None = None) -> str:
+    """The split whose error applies to ``model``: see :func:`in_domain`."""
+    return in_domain(predictor, model, descriptors)[0]
 
 
 def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
-                   sparsities: Sequence[float], pruners: Sequence[str]) -> list[str]:
-    """Where the request leaves the predictor's training data (its range of validity)."""
+                   sparsities: Sequence[float], pruners: Sequence[str],
+                   split: str | None = None) -> list[str]:
+    """Where the request leaves the predictor's training data (its range of validity);
+    ``split``: the one that applies (default: :func:`applicable_split` by name)."""
     on = predictor.info.get("trained_on", {})
     notes = []
     if not on:
@@ -166,7 +225,7 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
                    else "predictions extrapolate")
             notes.append(f"sparsities {', '.join(f'{s:g}' for s in out)} lie outside the trained "
                          f"range {lo:g}..{hi:g}; {how}")
-    label = SPLITS[applicable_split(predictor, model)]
+    label = SPLITS[split or applicable_split(predictor, model)]
     val = predictor.info.get("validation", {}).get(label, {})
     if val and not val.get("r2", 0.0) >= 0.5:
         notes.append(f"the predictor's {label} R^2 is {val.get('r2', math.nan):.2f}: rankings "
@@ -196,6 +255,7 @@ def rank_pruners(
     metrics_fn: MetricsFn | None = None,
     allow_missing: bool = False,
     coverage: float = DEFAULT_COVERAGE,
+    dense_accuracy: float | None = None,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
 ) -> RankResult:
@@ -219,6 +279,9 @@ def rank_pruners(
         coverage: the coverage of the intervals (:mod:`paizoo.regression.conformal`),
             calibrated on the out-of-fold residuals of the split that applies: leave one pruner
             out for a model of the training data, leave one architecture out otherwise.
+        dense_accuracy: the dense model's test accuracy in points, if known: predictions and
+            intervals are clipped to ``[dense_accuracy - 100, dense_accuracy]``; without it to
+            ``[-100, 100]`` (:func:`~paizoo.regression.conformal.feasible_drop_range`).
     """
     from ..api import prune
     from ..pruners import get_pruner_class
@@ -227,6 +290,10 @@ def rank_pruners(
         raise RegressionError("give at least one pruner and one sparsity")
     if not 0.0 < coverage < 1.0:
         raise RegressionError(f"coverage must lie in (0, 1), e.g. 0.9, got {coverage}")
+    try:
+        drop_range = feasible_drop_range(dense_accuracy)
+    except ValueError as exc:
+        raise RegressionError(f"{exc} (the dense model's test accuracy in percent)") from exc
     metrics_fn = metrics_fn or paizoo_metrics
     info = None
     if dataset is not None:
@@ -269,9 +336,12 @@ def rank_pruners(
                                       f"{type(net).__name__}, not an nn.Module")
         return net.to(device)
 
-    _check_input_shape(build(int(seeds[0])), input_shape)
+    first = build(int(seeds[0]))
+    _check_input_shape(first, input_shape)
     est = predictor.estimator
-    split = applicable_split(predictor, model_name)
+    # in-domain by architecture, not by name alone
+    descriptors = layout_of(first, input_shape, dense_paths=False).descriptors()
+    split, domain_note = in_domain(predictor, model_name, descriptors)
     if (allow_missing or split != "lopo") and not est.allow_missing:
         est = copy.copy(est).set_params(allow_missing=True)  # fitted state shared, not mutated
     needs_agnostic = any(is_agnostic_column(c) for c in est.feature_names_in_)
@@ -329,19 +399,22 @@ def rank_pruners(
             est.feature_matrix(pd.DataFrame(rows))  # missing columns fail now, not at the end
     table = pd.DataFrame(rows)
     missing = [c for c in est.feature_names_in_ if c not in table.columns]
-    table["predicted_drop"] = est.predict(table)
+    table["predicted_drop"] = est.predict(table).clip(*drop_range)
     cal_info = predictor.info.get("calibration", {}).get(split)
     cal = Calibration.from_dict(cal_info).at(coverage) if cal_info else None
     if cal is not None:
-        table["predicted_low"], table["predicted_high"] = cal.interval(table["predicted_drop"])
+        low, high = cal.interval(table["predicted_drop"])
+        table["predicted_low"], table["predicted_high"] = (np.clip(low, *drop_range),
+                                                           np.clip(high, *drop_range))
     ranking = _ranking(table, labels, sparsities)
     title = (f"paizoo rank: {model_name}"
              + (f" on {dataset}" if dataset else f", input {'x'.join(map(str, input_shape))}")
              + f", {len(pruners)} pruner(s) x {len(sparsities)} sparsit"
              + ("y" if len(sparsities) == 1 else "ies")
              + f", seed(s) {', '.join(map(str, seeds))} - predicted, nothing trained")
-    notes = validity_notes(predictor, dataset=dataset, model=model_name,
-                           sparsities=sparsities, pruners=labels) + collapse_notes
+    notes = ([domain_note] if domain_note else []) + validity_notes(
+        predictor, dataset=dataset, model=model_name, sparsities=sparsities, pruners=labels,
+        split=split) + collapse_notes
     if missing:
         notes.append(f"{len(missing)} of the predictor's {len(est.feature_names_in_)} feature "
                      f"columns are not defined for this model (e.g. {', '.join(missing[:3])}) "
@@ -351,7 +424,8 @@ def rank_pruners(
         notes.append(f"the predictor records no {SPLITS[split]} calibration: no intervals "
                      "(retrain it with this paizoo)")
     return RankResult(rows=table, ranking=ranking, predictor=predictor, title=title, notes=notes,
-                      split=split, coverage=coverage if cal is not None else None)
+                      split=split, coverage=coverage if cal is not None else None,
+                      drop_range=drop_range)
 
 
 def _check_input_shape(net: nn.Module, input_shape: tuple[int, ...]) -> None:

@@ -33,7 +33,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 def describe_table(table: pd.DataFrame,
                    path: str | os.PathLike | Sequence[str | os.PathLike] | None = None
                    ) -> dict[str, Any]:
-    """What a predictor was trained on: sizes, datasets, models, pruners, sparsity range."""
+    """What a predictor was trained on: sizes, datasets, models, pruners, sparsity range, and
+    (from ``arch.*`` columns) each model's architecture descriptors."""
     info: dict[str, Any] = {
         "rows": len(table),
         "datasets": sorted(map(str, table["dataset"].unique())),
@@ -45,6 +46,11 @@ def describe_table(table: pd.DataFrame,
     }
     if "family" in table.columns:
         info["families"] = sorted(map(str, table["family"].unique()))
+    arch = sorted(c for c in table.columns if str(c).startswith("arch."))
+    if arch:  # what `paizoo rank` compares a request's model with (same name, same network?)
+        first = table.drop_duplicates("model").set_index("model")[arch]
+        info["architectures"] = {str(m): {c: float(v) for c, v in row.items()}
+                                 for m, row in first.iterrows()}
     shapes = {}
     for ds in info["datasets"]:
         try:

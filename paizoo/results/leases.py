@@ -70,8 +70,10 @@ class LeaseKeeper:
                 store.add(train(key))      # the lease ends with the record
                 keeper.drop(key)
 
-    A lease that could not be renewed because another owner holds it now is listed in
-    :attr:`lost`; transient failures (store locked or unreachable) are retried at the next beat.
+    A lease that could not be renewed because another owner holds it now (it expired, e.g.
+    while the store was unreachable or the process suspended, and another runner claimed it) is
+    listed in :attr:`lost` (:meth:`is_lost`), and a line on stderr says so at once; transient
+    failures (store locked or unreachable) are retried at the next beat.
     """
 
     def __init__(self, store: BaseStore, owner: str, ttl_s: float, *,
@@ -87,6 +89,13 @@ class LeaseKeeper:
     def hold(self, run_key: str) -> None:
         with self._lock:
             self._held.add(run_key)
+            self.lost.discard(run_key)  # claimed again (e.g. after the other runner's expired)
+
+    def is_lost(self, run_key: str) -> bool:
+        """Whether a renewal found ``run_key``'s lease held by another owner (the run should
+        stop: another runner trains it now)."""
+        with self._lock:
+            return run_key in self.lost
 
     def drop(self, run_key: str) -> None:
         with self._lock:
@@ -129,9 +138,16 @@ class LeaseKeeper:
                     for key in self.held:
                         if not conn.renew(key, self.owner, self.ttl_s):
                             with self._lock:
-                                if key in self._held:
-                                    self.lost.add(key)
-                                    self._held.discard(key)
+                                if key not in self._held:
+                                    continue  # dropped meanwhile (recorded or failed)
+                                self.lost.add(key)
+                                self._held.discard(key)
+                            holder = conn.leases().get(key)
+                            print(f"paizoo: lost the lease of run {key} on "
+                                  f"{self.store.location}"
+                                  + (f" to {holder[0]}" if holder else "")
+                                  + " (it expired before this runner renewed it); its run is "
+                                  "stopped", file=sys.stderr, flush=True)
                 except StoreError as exc:  # locked or unreachable: try again at the next beat
                     if conn is not None:
                         conn.reconnect_if_broken()

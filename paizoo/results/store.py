@@ -452,6 +452,27 @@ class BaseStore:
         ``True`` if there is a new connection."""
         return False
 
+    def pending_keys(self) -> set[str]:
+        """Run keys of the finished runs waiting in :attr:`pending_file` (and in imports a
+        killed process left half done) for :meth:`import_pending`; reads, imports nothing."""
+        pending = self.pending_file
+        if not pending.parent.is_dir():
+            return set()
+        keys: set[str] = set()
+        for source in pending.parent.glob(f"{pending.name}*"):
+            try:
+                text = source.read_text(encoding="utf-8")
+            except FileNotFoundError:  # imported meanwhile
+                continue
+            for line in text.splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:  # a line cut by a crash mid-write
+                    continue
+                if isinstance(row, dict) and isinstance(row.get("run_key"), str):
+                    keys.add(row["run_key"])
+        return keys
+
     def import_pending(self) -> tuple[int, int]:
         """Add the records of :attr:`pending_file` (and of imports that a killed process left
         half done), each at most once; returns ``(added, already present)``. The file is taken

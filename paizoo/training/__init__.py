@@ -14,7 +14,15 @@ from __future__ import annotations
 from .batching import Batches
 from .config import ConfigError, PruneDataConfig, TrainConfig
 from .logs import WandbOptions
-from .loop import EpochMetrics, TrainResult, evaluate, make_optimizer, select_device, train
+from .loop import (
+    EpochMetrics,
+    TrainingStopped,
+    TrainResult,
+    evaluate,
+    make_optimizer,
+    select_device,
+    train,
+)
 from .masking import MaskCheck, MaskEnforcer, MaskViolationError, check_mask_enforced
 from .set import SETSchedule, SETUpdate
 
@@ -30,6 +38,7 @@ __all__ = [
     "SETUpdate",
     "TrainConfig",
     "TrainResult",
+    "TrainingStopped",
     "WandbOptions",
     "check_mask_enforced",
     "evaluate",

@@ -22,7 +22,7 @@ from ..masks import LayerCollapseWarning, Mask
 from ..results.record import RunRecord, RunSpec, library_versions
 from .batching import training_subset
 from .logs import WandbOptions
-from .loop import EpochMetrics, select_device, train
+from .loop import EpochMetrics, TrainingStopped, select_device, train
 from .masking import MaskMode
 
 
@@ -153,6 +153,7 @@ def run_experiment(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     log_path: str | Path | None = None,
     mask_path: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunRecord:
     """Run ``spec`` on ``data`` and return its record (nothing is written to a store).
 
@@ -164,6 +165,9 @@ def run_experiment(
         dense_test_acc: the dense reference to record (a dense run records its own accuracy).
         mask_mode / progress / wandb / on_epoch: passed to :func:`paizoo.training.train`.
         log_path / mask_path: explicit file paths, overriding ``logs_dir`` / ``masks_dir``.
+        should_stop: checked after pruning and at every training step; ``True`` ends the run
+            with :class:`~paizoo.training.TrainingStopped` (the leaderboard runner's lost
+            lease).
     """
     if spec.dataset != data.name:
         raise ValueError(f"the run is for dataset {spec.dataset!r} but {data.name!r} is loaded")
@@ -176,6 +180,8 @@ def run_experiment(
     else:
         mask, prune_time = prune_for(spec, model, data)
         mask.apply(model)
+    if should_stop is not None and should_stop():
+        raise TrainingStopped(f"run {spec.describe()} stopped by the caller after pruning")
 
     if log_path is None and logs_dir is not None:
         log_path = Path(logs_dir) / f"{key}.jsonl"
@@ -190,7 +196,7 @@ def run_experiment(
                    mask_mode=mask_mode, log_path=str(log_path) if log_path else None,
                    log_context={"run_key": key, "run": spec.identity(),
                                 "prune_time_s": prune_time},
-                   wandb=wandb, progress=progress, on_epoch=on_epoch)
+                   wandb=wandb, progress=progress, on_epoch=on_epoch, should_stop=should_stop)
 
     mask = mask.cpu()
     if mask_path is None and masks_dir is not None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import DeviceError
+from ..errors import DeviceError, PaizooError
 from ..masks import Mask
 from ..reparam import is_masked
 from .batching import Batches, training_subset
@@ -39,6 +39,11 @@ TopologyUpdate = Callable[[int, nn.Module, torch.optim.Optimizer, Mask], "Mask |
 """``(step, model, optimizer, mask) -> new mask or None``, called after every optimiser step
 (``step`` 1-based, counted across epochs) with the mask currently enforced; a returned mask (same
 names, shapes) replaces it from the next step on. See :class:`paizoo.training.set.SETSchedule`."""
+
+
+class TrainingStopped(PaizooError, RuntimeError):
+    """:func:`train` was stopped by its ``should_stop`` callback (e.g. the leaderboard runner
+    lost the run's lease to another runner); the model is left as it was at that step."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ def train(
     progress: bool | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     topology_update: TopologyUpdate | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place, keeping its mask (if any) enforced; return the metrics.
 
@@ -212,12 +218,16 @@ def train(
             becomes the enforced mask (the callback zeroes the weights it regrows). The final
             mask is ``Mask.from_model(model)``; ``result.extra["topology_updates"]`` counts the
             replacements. Needs a masked model.
+        should_stop: checked before the first step and after every optimiser step; when it
+            returns ``True`` training ends at once by raising :class:`TrainingStopped` (no
+            ``"end"`` record, no result).
 
     A non-finite training loss stops training at that step: the epoch is evaluated and
     recorded (its ``train_loss`` is NaN) and ``result.diverged`` gives the epoch and step.
 
     Raises:
         paizoo.training.MaskViolationError: a pruned weight is not exactly 0 after training.
+        paizoo.training.TrainingStopped: ``should_stop`` returned ``True``.
     """
     config = config or TrainConfig()
     device = select_device(config.device)
@@ -251,9 +261,16 @@ def train(
     updates = 0
     epoch = 0
 
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            log.write({"event": "stopped", "step": step})
+            raise TrainingStopped(f"training stopped by the caller at step {step} (epoch "
+                                  f"{epoch + 1} of {config.epochs})")
+
     def on_step() -> None:
         nonlocal step, updates
         step += 1
+        check_stop()
         if step < config.warmup_steps:  # linear warm-up: the next step's rate
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at_step(epoch, step)
@@ -292,6 +309,7 @@ def train(
             bar = tqdm(range(config.epochs), desc="epochs", unit="ep", disable=disable,
                        leave=False)
             for epoch in bar:
+                check_stop()
                 lr = config.lr_at(epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr_at_step(epoch, step)

@@ -81,9 +81,11 @@ def _masked_uses(model: nn.Module, names: Iterable[str]) -> dict[str, list[tuple
 def check_mask_enforced(model: nn.Module, mask: Mask) -> MaskCheck:
     """Verify that ``model`` carries exactly ``mask`` and that every pruned weight is 0.
 
-    Checks, for each masked parameter: the ``*_mask`` buffer equals ``mask``; ``*_orig`` is
-    exactly zero where the mask is 0; and the effective weight (the module attribute the prune
-    hook last computed, which the forward pass uses) is exactly zero there too.
+    Checks, for each masked parameter: ``*_orig`` is exactly zero where the mask is 0; and in
+    every module that uses the tensor (all uses of a tied tensor, e.g. an LM head tied to its
+    embedding), the ``*_mask`` buffer equals ``mask`` and the effective weight (the module
+    attribute the prune hook last computed, which the forward pass uses) is exactly zero
+    there. A module that uses the tensor without a mask re-parametrisation is a violation.
 
     Raises:
         MaskViolationError: naming the offending parameters and counts.
@@ -93,26 +95,46 @@ def check_mask_enforced(model: nn.Module, mask: Mask) -> MaskCheck:
     missing = sorted(set(mask) - set(modules))
     if missing:
         problems.append(f"no mask re-parametrisation on {missing}")
+    masked_uses: dict[int, list[str]] = {}  # id(x_orig) -> every "<module>.<x>" masking it
+    for use, (module, attr) in modules.items():
+        masked_uses.setdefault(id(getattr(module, f"{attr}_orig")), []).append(use)
+    plain_uses: dict[int, list[str]] = {}  # id(tensor) -> "<module>.<x>" using it unmasked
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for attr, p in module._parameters.items():
+            if p is not None and not attr.endswith("_orig"):
+                use = f"{module_name}.{attr}" if module_name else attr
+                plain_uses.setdefault(id(p), []).append(use)
     pruned_total = kept_total = nonzero_total = 0
     for name, keep in mask.items():
         if name not in modules:
             continue
         module, attr = modules[name]
-        buf = getattr(module, f"{attr}_mask")
         orig = getattr(module, f"{attr}_orig")
-        keep_dev = keep.to(buf.device)
-        if not torch.equal(buf != 0, keep_dev):
-            changed = int(((buf != 0) != keep_dev).sum())
-            problems.append(f"{name}: the mask buffer differs from the mask in {changed} entries")
+        keep_dev = keep.to(orig.device)
         pruned = ~keep_dev
         with torch.no_grad():
-            effective = getattr(module, attr)  # as the prune hook last computed it
             nonzero = int(torch.count_nonzero(orig.detach()[pruned]))
-            nonzero += int(torch.count_nonzero(effective.detach()[pruned]))
-        pruned_total += int(pruned.sum())
-        kept_total += int(keep_dev.sum())
         if nonzero:
             problems.append(f"{name}: {nonzero} pruned weight value(s) are not exactly 0")
+        unmasked = plain_uses.get(id(orig), [])
+        if unmasked:
+            problems.append(f"{name}: {', '.join(unmasked)} uses the same tensor without the "
+                            "mask (paizoo.apply_mask masks every module that uses it)")
+        for use in masked_uses[id(orig)]:
+            user, user_attr = modules[use]
+            buf = getattr(user, f"{user_attr}_mask")
+            if not torch.equal(buf != 0, keep_dev):
+                changed = int(((buf != 0) != keep_dev).sum())
+                problems.append(f"{use}: the mask buffer differs from the mask in {changed} "
+                                "entries")
+            with torch.no_grad():
+                effective = getattr(user, user_attr)  # as the prune hook last computed it
+                stale = int(torch.count_nonzero(effective.detach()[pruned]))
+            if stale:
+                problems.append(f"{use}: {stale} pruned weight value(s) are not exactly 0")
+            nonzero += stale
+        pruned_total += int(pruned.sum())
+        kept_total += int(keep_dev.sum())
         nonzero_total += nonzero
     if problems:
         raise MaskViolationError("the mask was not enforced during training:\n  "
