@@ -88,6 +88,16 @@ class Mask(Mapping[str, torch.Tensor]):
         self._tensors = converted
         self._coverage = coverage
 
+    @classmethod
+    def _adopt(cls, tensors: Mapping[str, torch.Tensor]) -> Mask:
+        """A mask that takes ownership of ``tensors`` (detached bool tensors nobody else
+        changes) without copying them: for pruning's round loop, which makes a new one per
+        round."""
+        mask = cls.__new__(cls)
+        mask._tensors = dict(tensors)
+        mask._coverage = None
+        return mask
+
     @property
     def coverage(self) -> Coverage | None:
         """The model's parameters this mask leaves dense although they could be pruned

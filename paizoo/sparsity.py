@@ -285,11 +285,14 @@ def _top_k_candidates(flats: Mapping[str, torch.Tensor],
         keep[name] = above
         kept += int(torch.count_nonzero(above))
     missing = k - kept
+    scratch = _scratch(flats) if missing > 0 else None
     for name in names:  # the entries equal to the threshold, in order, while some are missing
         if missing <= 0:
             break
         flat, flag = flats[name], flags[name]
-        tied = (flat if flat.dtype == dtype else flat.to(dtype)) == threshold
+        assert scratch is not None
+        tied = torch.eq(flat if flat.dtype == dtype else flat.to(dtype), threshold,
+                        out=scratch[:flat.numel()])
         if flag is not None:
             tied.logical_and_(flag)
         index = _flat_nonzero(tied)[:missing]
@@ -368,6 +371,9 @@ def _banded_threshold(flats: Mapping[str, torch.Tensor],
     above = 0
     bands: list[torch.Tensor] = []
     found_zero: list[str] = []
+    # two flag buffers reused by every layer: a fresh 25M-entry tensor per comparison costs
+    # more in page faults than the comparison itself
+    over_buf, inside_buf = (_scratch(flats), _scratch(flats))
     for name, flat in flats.items():
         flag = flags[name]
         if not bool(torch.isfinite(flat.sum())):  # NaN or inf somewhere: look closer
@@ -376,13 +382,13 @@ def _banded_threshold(flats: Mapping[str, torch.Tensor],
                 nan.logical_and_(flag)
             if bool(nan.any()):
                 raise ScoreError(_nan_message(name))
-        over = flat > hi
+        over = torch.gt(flat, hi, out=over_buf[:flat.numel()])
         if flag is not None:
             over.logical_and_(flag)
         n_over = int(torch.count_nonzero(over))
         above += n_over
-        inside = flat >= lo
-        inside.logical_and_(flat <= hi)
+        inside = torch.ge(flat, lo, out=inside_buf[:flat.numel()])
+        inside.logical_and_(torch.le(flat, hi, out=over))  # over is not needed any more
         if flag is not None:
             inside.logical_and_(flag)
         band = (torch.from_numpy(np.compress(inside.numpy(), flat.numpy()))
@@ -391,7 +397,7 @@ def _banded_threshold(flats: Mapping[str, torch.Tensor],
         if counts[name] == 0:
             found_zero.append(name)
         elif not ((n_over > 0 and float(hi) >= 0.0) or bool(band.ne(0).any())):
-            nonzero = flat.ne(0)  # undecided by the band: the full check
+            nonzero = torch.ne(flat, 0, out=over)  # undecided by the band: the full check
             if flag is not None:
                 nonzero.logical_and_(flag)
             if not bool(nonzero.any()):
@@ -402,6 +408,13 @@ def _banded_threshold(flats: Mapping[str, torch.Tensor],
         return None
     zero.extend(found_zero)
     return _kth_smallest_inplace(band, band.numel() - need + 1)
+
+
+def _scratch(flats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """A bool buffer as long as the longest of ``flats`` (sliced per layer)."""
+    first = next(iter(flats.values()))
+    return torch.empty(max(f.numel() for f in flats.values()), dtype=torch.bool,
+                       device=first.device)
 
 
 def _kth_smallest_inplace(values: torch.Tensor, k: int) -> torch.Tensor:

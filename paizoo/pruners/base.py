@@ -283,8 +283,8 @@ class Pruner(ABC):
                                                                   findings))
                 if r == 0:
                     zero_scored = selection.zero_layers
-                flags = selection.masks
-                mask = Mask(flags)
+                flags = selection.masks  # fresh tensors the loop only reads
+                mask = Mask._adopt(flags)
         mask = Mask({n: t.to(original[n].device) for n, t in mask.items()},
                     coverage_of(model, mask, exclude))
         diagnostics.warn_after_pruning(model, mask, input_shape=ctx.input_shape,
