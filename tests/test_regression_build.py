@@ -96,6 +96,23 @@ def test_build_table_computes_once_and_caches(tmp_path) -> None:
     validate_table(t1)  # the result follows the schema
 
 
+def test_build_table_reports_progress_in_a_log(monkeypatch, capsys) -> None:
+    # stderr is not a terminal here (a batch job's log): lines with the count and an ETA,
+    # one per run with a 0 s interval, and only for the runs actually computed
+    monkeypatch.setenv("PAIZOO_PROGRESS_INTERVAL", "0")
+    runs = _runs()[lambda r: r["model"] == "mlp"]
+
+    def metrics(row, groups):  # type: ignore[no-untyped-def]
+        return {"density.global": 1 - row["sparsity"]}
+
+    build_table(runs, metrics)
+    err = capsys.readouterr().err
+    assert "mask metrics: 1/3 done" in err and "mask metrics: 2/3 done" in err
+    assert "mask metrics: 3/3 done in" in err
+    build_table(runs, metrics, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def _fake_store(path, rows: list[dict]) -> None:
     conn = sqlite3.connect(path)
     conn.execute(f"CREATE TABLE runs ({', '.join(STORE_COLUMNS)}, extra TEXT)")

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from ..progress import round_progress
 from .errors import RegressionError
 from .schema import IDENTIFIERS, TARGET
 
@@ -174,19 +174,18 @@ def build_table(
     table = accuracy_drops(runs)
     gkey = groups_key(groups)
     cached = cache.get_many(version, gkey) if (cache is not None and not recompute) else {}
-    metrics: list[Mapping[str, float]] = []
-    todo = [i for i, k in enumerate(table["run_key"].astype(str)) if k not in cached]
-    bar = tqdm(total=len(todo), desc="mask metrics", disable=_quiet(progress, len(todo)))
-    for row in table.to_dict("records"):
+    rows = table.to_dict("records")
+    todo = [row for row in rows if str(row["run_key"]) not in cached]
+    computed: dict[str, Mapping[str, float]] = {}
+    # a bar on a terminal, a line with an ETA every 10 s in a log (paizoo.progress)
+    for row in round_progress(todo, "mask metrics", progress):
         key = str(row["run_key"])
-        values = cached.get(key)
-        if values is None:
-            values = dict(metrics_for(row, list(groups) if groups else None))
-            if cache is not None:
-                cache.put(key, version, gkey, values)
-            bar.update(1)
-        metrics.append(values)
-    bar.close()
+        values = dict(metrics_for(row, list(groups) if groups else None))
+        if cache is not None:
+            cache.put(key, version, gkey, values)
+        computed[key] = values
+    metrics = [cached[key] if key in cached else computed[key]
+               for key in (str(row["run_key"]) for row in rows)]
     feats = pd.DataFrame(metrics, index=table.index)
     feats = feats[sorted(feats.columns)] if len(feats.columns) else feats
     values = feats.to_numpy(dtype=float)
@@ -205,12 +204,6 @@ def build_table(
     out.insert(len(first), "metrics_version", version)
     sort = [c for c in ("dataset", "model", "pruner", "sparsity", "seed") if c in out.columns]
     return out.sort_values(sort, kind="stable", ignore_index=True)
-
-
-def _quiet(progress: bool | None, n: int) -> bool | None:
-    if progress is None:
-        return True if n == 0 else None
-    return not progress
 
 
 # ---- the results store (paizoo.results, table ``runs``) -------------------------------------

@@ -25,8 +25,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import mean_absolute_error, r2_score
-from tqdm.auto import tqdm
 
+from ..progress import round_progress
 from .errors import TableError
 from .estimator import AccuracyDropRegressor, _limit_threads
 from .ranking import compare_rankings, ranked
@@ -121,7 +121,7 @@ def evaluate(
         except TableError as exc:
             skipped[name] = str(exc).split(";")[0]
     jobs = [(fs, k, m) for fs in usable for k in kinds for m in models]
-    for fs, kind, model in tqdm(jobs, desc="regress eval", disable=_quiet(progress)):
+    for fs, kind, model in round_progress(list(jobs), "regress eval", progress):
         est = AccuracyDropRegressor(groups=feature_sets[fs], model=model,
                                     random_state=random_state)
         pred = cross_predict(est, table, folds[kind])
@@ -175,7 +175,7 @@ def pair_ranks(table: pd.DataFrame, make_estimator: Callable[[], AccuracyDropReg
     model = table["model"].astype(str).to_numpy()
     crossfit = np.full(len(table), np.nan)
     rows: list[dict[str, object]] = []
-    for fold in tqdm(pair_folds(table), desc="arch x pruner", disable=_quiet(progress)):
+    for fold in round_progress(list(pair_folds(table)), "arch x pruner", progress):
         arch, pruner = fold.label.split(" x ", 1)
         on_arch = np.flatnonzero(model == arch)
         est = make_estimator().fit(table.iloc[fold.train], y[fold.train])
@@ -194,10 +194,6 @@ def pair_ranks(table: pd.DataFrame, make_estimator: Callable[[], AccuracyDropReg
     ranking = pd.DataFrame(ranking_rows(table[ok].reset_index(drop=True), crossfit[ok],
                                         "(all unseen, new architecture)", p))
     return pd.DataFrame(rows), ranking
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 def _best_set(scores: pd.DataFrame, model: str) -> str | None:
@@ -366,7 +362,7 @@ def validate_ranking(table: pd.DataFrame, make_estimator: Callable[[], AccuracyD
     folds = make_folds(table, "lopo")
     crossfit = np.full(len(table), np.nan)
     rows: list[dict[str, object]] = []
-    for fold in tqdm(folds, desc="ranking validation", disable=_quiet(progress)):
+    for fold in round_progress(list(folds), "ranking validation", progress):
         est = make_estimator().fit(table.iloc[fold.train], y[fold.train])
         pred = est.predict(table)
         crossfit[fold.test] = pred[fold.test]

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..diagnostics import OffTargetWarning
 from ..masks import LayerCollapseWarning, Mask
+from ..progress import round_progress
 from ..pruners.registry import allowing_off_target
 from ..sparsity import off_target
 from .agnostic import agnostic_features, is_agnostic_column, layout_of
@@ -361,7 +361,7 @@ def rank_pruners(
     collapse_notes: list[str] = []
     jobs = [(p, c, s, seed) for seed in seeds for p, c in zip(pruners, classes, strict=True)
             for s in sparsities]
-    for pruner, cls, sparsity, seed in tqdm(jobs, desc="paizoo rank", disable=_quiet(progress)):
+    for pruner, cls, sparsity, seed in round_progress(list(jobs), "paizoo rank", progress):
         batches = None
         if cls.requires_data:
             if data is not None:
@@ -445,10 +445,6 @@ def _check_input_shape(net: nn.Module, input_shape: tuple[int, ...]) -> None:
             f"the model does not run on an input of shape {'x'.join(map(str, input_shape))} "
             f"({type(exc).__name__}: {exc}); give one sample's shape (input_shape=, "
             "paizoo rank --input-shape C,H,W) or the dataset it was built for") from exc
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 def _ranking(table: pd.DataFrame, pruners: Sequence[str],
