@@ -322,6 +322,37 @@ def test_select_mixed_dtypes_compares_in_the_wider_one() -> None:
     assert out["a"].tolist() == [True, False] and out["b"].tolist() == [True, True]
 
 
+def test_select_integer_scores_are_compared_exactly() -> None:
+    # 2^24 + 1 has no float32: compared in float32 it ties with 2^24 and the tie-break keeps
+    # the first, the smaller score; 2^53 + 1 has no float64 either
+    big = 2 ** 24
+    scores = {"a": torch.tensor([big, big + 1]), "b": torch.tensor([2 ** 53, 2 ** 53 + 1])}
+    values = [big, big + 1, 2 ** 53, 2 ** 53 + 1]  # Python ints: exact
+    for k in range(5):
+        out = select(scores, k)
+        assert out["a"].tolist() + out["b"].tolist() == _brute_top_k(values, k)
+    assert select(scores, {"a": 1, "b": 1})["a"].tolist() == [False, True]
+    assert select(scores, {"a": 1, "b": 1})["b"].tolist() == [False, True]
+    assert top_k_flat(scores["a"], 1).tolist() == [False, True]
+    # integers next to floats: compared in float64 (exact for integers up to 2^53)
+    mixed = {"a": torch.tensor([big + 0.5], dtype=torch.float32), "b": torch.tensor([big, big + 1])}
+    assert select(mixed, 1)["b"].tolist() == [False, True]  # float32(2^24 + 0.5) = 2^24
+    assert select(mixed, 2)["a"].tolist() == [True]  # 2^24 tied with b[0], first in order
+    # keep_one on integer scores: rows [3 9] [1 2], k = 2 -> 9 and 2
+    rows = {"w": torch.tensor([[3, 9], [1, 2]])}
+    assert select(rows, 2, keep_one={"w": 0})["w"].tolist() == [[False, True], [False, True]]
+    rows = {"w": torch.tensor([[3, 9], [1, 2]]), "c": torch.tensor([5])}
+    out = select(rows, 3, keep_one={"w": 0})  # plain top-3 (9 5 3) empties row 1
+    assert out["w"].tolist() == [[False, True], [False, True]] and out["c"].tolist() == [True]
+
+
+def test_select_of_no_layers_is_empty() -> None:
+    assert select({}, 0) == {}
+    assert select_scored({}, {}).masks == {}
+    with pytest.raises(ValueError, match="exceeds the 0 candidates"):
+        select({}, 1)
+
+
 def test_select_ignores_scores_of_ineligible_weights() -> None:
     scores = {"a": torch.tensor([float("nan"), 2.0, 1.0]), "b": torch.tensor([float("inf"), 0.5])}
     eligible = {"a": torch.tensor([False, True, True]), "b": torch.tensor([False, True])}
