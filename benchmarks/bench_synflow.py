@@ -322,18 +322,46 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "file": paizoo.__file__}))
 """
 
 
+class BaselineError(RuntimeError):
+    """``--baseline-rev`` cannot be run: the revision is unknown, or its child process failed."""
+
+
+def resolve_revision(rev: str) -> str:
+    """The commit hash of git revision ``rev`` of this checkout, which must hold ``paizoo/``;
+    :class:`BaselineError` saying what is wrong otherwise (checked before any benchmark)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet",
+                                f"{rev}^{{commit}}"], capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise BaselineError("--baseline-rev needs git, which is not installed") from exc
+    if found.returncode != 0:
+        raise BaselineError(f"--baseline-rev {rev!r} is not a commit of {repo} (git rev-parse "
+                            "finds none); give a commit hash, tag or branch of this repository")
+    commit = found.stdout.strip()
+    has = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}:paizoo"],
+                         capture_output=True)
+    if has.returncode != 0:
+        raise BaselineError(f"--baseline-rev {rev!r} ({commit[:12]}) has no paizoo/ folder")
+    return commit
+
+
 def baseline_run(rev: str, model_name: str, quick: bool, rounds: int, sparsity: float,
                  threads: int) -> tuple[float, float, Mask]:
     """float64 SynFlow with paizoo as of git revision ``rev`` (``git archive`` into a temporary
-    folder, run in a child process of this run): (wall s, CPU s, mask)."""
+    folder, run in a child process of this run): (wall s, CPU s, mask). Raises
+    :class:`BaselineError` with the child's last error line when it fails."""
     import json
     import subprocess
     import tarfile
     import tempfile
 
     repo = Path(__file__).resolve().parent.parent
+    commit = resolve_revision(rev)
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "paizoo"],
+        archive = subprocess.run(["git", "-C", str(repo), "archive", commit, "paizoo"],
                                  check=True, capture_output=True).stdout
         with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
@@ -341,8 +369,12 @@ def baseline_run(rev: str, model_name: str, quick: bool, rounds: int, sparsity: 
         child = subprocess.run(
             [sys.executable, "-c", _BASELINE_CHILD, tmp, str(repo / "benchmarks"), model_name,
              str(threads), "1" if quick else "0", str(rounds), str(sparsity), str(mask_path)],
-            check=True, capture_output=True, text=True,
+            capture_output=True, text=True,
             env={**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(threads)})
+        if child.returncode != 0:
+            lines = child.stderr.strip().splitlines() or [f"exit status {child.returncode}"]
+            raise BaselineError(f"the baseline run of {model_name} with paizoo at {rev!r} "
+                                f"failed: {lines[-1]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])
         if not result["file"].startswith(tmp):  # pragma: no cover - a broken sys.path
             raise RuntimeError(f"the baseline imported {result['file']}, not revision {rev}")
@@ -399,6 +431,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-masks", type=Path, default=None,
                         help="a --save-masks folder holding the float64 masks of an earlier run")
     args = parser.parse_args(argv)
+    try:
+        if args.baseline_rev is not None:
+            resolve_revision(args.baseline_rev)  # an unknown revision fails before any work
+        return run(args)
+    except BaselineError as exc:
+        print(f"bench_synflow.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The benchmark :func:`main` parsed the options of."""
     torch.set_num_threads(args.threads)
     if args.finite:
         finite_check(args.threads)

@@ -161,7 +161,8 @@ def select(
     """Turn scores (higher = keep) into boolean masks with exact kept counts.
 
     Args:
-        scores: ``{name: tensor}``; float scores, no NaN among the candidates.
+        scores: ``{name: tensor}``; float or integer scores (compared exactly, see
+            :func:`_common_dtype`), no NaN among the candidates.
         budget: an int k for one global top-k over all layers, or ``{name: k_name}`` for a
             per-layer top-k.
         eligible: optional ``{name: bool tensor}``; only eligible weights may be kept (used by
@@ -260,10 +261,12 @@ def _top_k_candidates(flats: Mapping[str, torch.Tensor],
     total = sum(counts.values())
     if k > total:
         raise ValueError(too_many.format(n=total))
-    dtype = torch.promote_types(torch.float32, max((f.dtype for f in flats.values()), key=_rank))
+    if not flats:
+        return {}
+    dtype = _common_dtype([f.dtype for f in flats.values()])
     device = next(iter(flats.values())).device
     threshold = None
-    if 0 < k < total and all(f.dtype == dtype for f in flats.values()) \
+    if 0 < k < total and dtype.is_floating_point and all(f.dtype == dtype for f in flats.values()) \
             and sum(f.numel() for f in flats.values()) >= 8 * sample:
         threshold = _banded_threshold(flats, flags, counts, k, zero, sample)
     if threshold is None:
@@ -466,7 +469,10 @@ def _select_keeping_one(
                 f"{empty} slice(s) of {name!r} along dim {dim} have no weight left to keep, and "
                 "each must keep one (weight norm divides each slice by its norm); start from a "
                 "mask that keeps a weight in every slice")
-        best = rows.masked_fill(~ok_rows, -math.inf).amax(1, keepdim=True)
+        if s.dtype == torch.bool:
+            rows = rows.to(torch.uint8)
+        lowest = -math.inf if rows.is_floating_point() else torch.iinfo(rows.dtype).min
+        best = rows.masked_fill(~ok_rows, lowest).amax(1, keepdim=True)
         first = (ok_rows & (rows == best)).int().argmax(1)  # argmax: the first maximum
         one = torch.zeros_like(ok_rows)
         one[torch.arange(rows.shape[0], device=s.device), first] = True
@@ -513,6 +519,18 @@ def check_keep_one(budget: int | Mapping[str, int], counts: Mapping[str, int]) -
 
 def _rank(dtype: torch.dtype) -> int:
     return {torch.float16: 0, torch.bfloat16: 0, torch.float32: 1, torch.float64: 2}.get(dtype, 1)
+
+
+def _common_dtype(dtypes: Sequence[torch.dtype]) -> torch.dtype:
+    """The dtype scores are compared in, exactly: int64 when every layer's scores are integers
+    (or bool), the widest float (float32 at least) when all are floats, float64 when both kinds
+    are mixed (exact for integers up to 2^53)."""
+    floats = [d for d in dtypes if d.is_floating_point]
+    if not floats:
+        return torch.int64
+    if len(floats) < len(dtypes):
+        return torch.float64
+    return torch.promote_types(torch.float32, max(floats, key=_rank))
 
 
 def allocate_exact(weights: Sequence[float], capacities: Sequence[int], total: int) -> list[int]:

@@ -322,6 +322,90 @@ def test_select_mixed_dtypes_compares_in_the_wider_one() -> None:
     assert out["a"].tolist() == [True, False] and out["b"].tolist() == [True, True]
 
 
+def test_select_integer_scores_are_compared_exactly() -> None:
+    # 2^24 + 1 has no float32: compared in float32 it ties with 2^24 and the tie-break keeps
+    # the first, the smaller score; 2^53 + 1 has no float64 either
+    big = 2 ** 24
+    scores = {"a": torch.tensor([big, big + 1]), "b": torch.tensor([2 ** 53, 2 ** 53 + 1])}
+    values = [big, big + 1, 2 ** 53, 2 ** 53 + 1]  # Python ints: exact
+    for k in range(5):
+        out = select(scores, k)
+        assert out["a"].tolist() + out["b"].tolist() == _brute_top_k(values, k)
+    assert select(scores, {"a": 1, "b": 1})["a"].tolist() == [False, True]
+    assert select(scores, {"a": 1, "b": 1})["b"].tolist() == [False, True]
+    assert top_k_flat(scores["a"], 1).tolist() == [False, True]
+    # integers next to floats: compared in float64 (exact for integers up to 2^53)
+    mixed = {"a": torch.tensor([big + 0.5], dtype=torch.float32), "b": torch.tensor([big, big + 1])}
+    assert select(mixed, 1)["b"].tolist() == [False, True]  # float32(2^24 + 0.5) = 2^24
+    assert select(mixed, 2)["a"].tolist() == [True]  # 2^24 tied with b[0], first in order
+    # keep_one on integer scores: rows [3 9] [1 2], k = 2 -> 9 and 2
+    rows = {"w": torch.tensor([[3, 9], [1, 2]])}
+    assert select(rows, 2, keep_one={"w": 0})["w"].tolist() == [[False, True], [False, True]]
+    rows = {"w": torch.tensor([[3, 9], [1, 2]]), "c": torch.tensor([5])}
+    out = select(rows, 3, keep_one={"w": 0})  # plain top-3 (9 5 3) empties row 1
+    assert out["w"].tolist() == [[False, True], [False, True]] and out["c"].tolist() == [True]
+
+
+_EXACT_EVERYWHERE = [-math.inf, -2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0, math.inf]  # in fp16 too
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([torch.float16, torch.bfloat16, torch.float32,
+                                           torch.float64, torch.int32]),
+                          st.integers(0, 12), st.booleans()), min_size=1, max_size=4),
+       st.data())
+def test_select_mixed_dtypes_layouts_and_specials_equal_brute_force(
+        layers: list[tuple[torch.dtype, int, bool]], data: st.DataObject) -> None:
+    """Layers of different dtypes, transposed (non-contiguous) score views, +-inf, -0.0 next
+    to 0.0, NaN where a weight is not eligible, empty layers: the global and per-layer
+    selections equal a stable sort of the concatenation, and the inputs are left as given."""
+    scores, eligible, flat, flags = {}, {}, [], []
+    for i, (dtype, n, transposed) in enumerate(layers):
+        pool = [-2.0, -1.0, 0.0, 1.0, 3.0] if not dtype.is_floating_point else _EXACT_EVERYWHERE
+        values = data.draw(st.lists(st.sampled_from(pool), min_size=2 * n, max_size=2 * n))
+        ok = data.draw(st.lists(st.booleans(), min_size=2 * n, max_size=2 * n))
+        if dtype.is_floating_point:
+            values = [v if e else math.nan for v, e in zip(values, ok, strict=True)]
+        t = torch.tensor(values, dtype=torch.float64).to(dtype)
+        if transposed:  # the same row-major values, held column-major
+            t = t.reshape(n, 2).t().contiguous().t()
+            assert n < 2 or not t.is_contiguous()
+        else:
+            t = t.reshape(n, 2)
+        scores[f"l{i}"], eligible[f"l{i}"] = t, torch.tensor(ok, dtype=torch.bool).reshape(n, 2)
+        flat += values
+        flags += ok
+    before = {n: (t.clone(), eligible[n].clone()) for n, t in scores.items()}
+
+    def brute(values: list[float], ok: list[bool], k: int) -> list[bool]:
+        # a stable sort of the eligible entries only (an eligible -inf still beats none)
+        order = sorted((i for i in range(len(values)) if ok[i]), key=lambda i: (-values[i], i))
+        return [i in set(order[:k]) for i in range(len(values))]
+
+    k = data.draw(st.integers(0, sum(flags)))
+    out = select(scores, k, eligible)
+    got = [bool(x) for n in scores for x in out[n].reshape(-1).tolist()]
+    assert got == brute(flat, flags, k)
+    budget = {n: data.draw(st.integers(0, int(eligible[n].sum()))) for n in scores}
+    out = select(scores, budget, eligible)
+    offset = 0
+    for n, t in scores.items():
+        end = offset + t.numel()
+        assert out[n].reshape(-1).tolist() == brute(flat[offset:end], flags[offset:end],
+                                                    budget[n])
+        offset = end
+    for n, (t, e) in before.items():
+        assert torch.equal(scores[n].nan_to_num(7.0), t.nan_to_num(7.0))
+        assert torch.equal(eligible[n], e) and scores[n].stride() == t.stride()
+
+
+def test_select_of_no_layers_is_empty() -> None:
+    assert select({}, 0) == {}
+    assert select_scored({}, {}).masks == {}
+    with pytest.raises(ValueError, match="exceeds the 0 candidates"):
+        select({}, 1)
+
+
 def test_select_ignores_scores_of_ineligible_weights() -> None:
     scores = {"a": torch.tensor([float("nan"), 2.0, 1.0]), "b": torch.tensor([float("inf"), 0.5])}
     eligible = {"a": torch.tensor([False, True, True]), "b": torch.tensor([False, True])}
