@@ -247,14 +247,16 @@ BAND_SAMPLE = 1 << 16
 
 def _top_k_candidates(flats: Mapping[str, torch.Tensor],
                       flags: Mapping[str, torch.Tensor | None], k: int, zero: list[str],
-                      too_many: str, *, sample: int = BAND_SAMPLE) -> dict[str, torch.Tensor]:
+                      too_many: str, *, sample: int | None = None) -> dict[str, torch.Tensor]:
     """Keep flags of the ``k`` largest eligible entries of the concatenated ``flats`` (ties to
     the lower position); appends the all-zero layers to ``zero``.
 
     The threshold (the ``k``-th largest candidate) comes from :func:`_banded_threshold` when
-    there are at least ``8 * sample`` scores of one dtype, else (or when its band misses) from
-    :func:`_gathered_threshold`; both give the same value.
+    there are at least ``8 * sample`` (default :data:`BAND_SAMPLE`, read at call time) scores
+    of one float dtype, else (or when its band misses) from :func:`_gathered_threshold`; both
+    give the same value.
     """
+    sample = BAND_SAMPLE if sample is None else sample
     names = list(flats)
     counts = {n: flats[n].numel() if flags[n] is None else int(torch.count_nonzero(flags[n]))
               for n in names}
