@@ -427,13 +427,17 @@ def test_in_domain_is_decided_by_architecture_not_by_name(tmp_path) -> None:
 
 
 def test_in_domain_with_a_predictor_that_records_no_architectures() -> None:
-    """The shipped predictor predates the record: the training architecture of a zoo name is
-    rebuilt as the leaderboard built it (Fashion-MNIST, 1x28x28)."""
+    """A predictor that predates the record (the shipped one without it): the training
+    architecture of a zoo name is rebuilt as the leaderboard built it (Fashion-MNIST, 1x28x28)."""
+    import copy
+
     from paizoo.models import create_model
     from paizoo.regression import load_predictor, rank_pruners
 
-    predictor = load_predictor()
-    assert "architectures" not in predictor.info["trained_on"]
+    shipped = load_predictor()
+    assert "lenet5" in shipped.info["trained_on"]["architectures"]  # rebuilt with the record
+    predictor = copy.deepcopy(shipped)
+    del predictor.info["trained_on"]["architectures"]
     assert "lenet5" in predictor.info["trained_on"]["models"]
 
     def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
@@ -458,6 +462,9 @@ def test_in_domain_with_a_predictor_that_records_no_architectures() -> None:
 
     lenet5_zoo.__name__ = "lenet5"
     assert split(lenet5_zoo, (1, 28, 28)) == "lopo"
+    predictor = shipped  # the recorded descriptors decide the same way
+    assert split("lenet5", (1, 28, 28)) == "lopo" and split("lenet5", (1, 32, 32)) == "loao"
+    assert split(lenet5, (1, 28, 28)) == "loao"
 
     # a training model that no record and no zoo model describes: the name decides, said so
     from paizoo.regression import Predictor
