@@ -56,10 +56,18 @@ class Predictor:
         return self.estimator.predict(table)
 
     def describe(self, splits: Sequence[str] | None = None) -> str:
-        """The validity domain (training data) and the validated error of ``splits`` (split
-        labels such as ``"leave one architecture out"``; default: all recorded)."""
-        on = self.info.get("trained_on", {})
+        """The validated error of ``splits`` (split labels such as ``"leave one architecture
+        out"``; default: all recorded), then the validity domain (training data)."""
         lines = []
+        val = self.info.get("validation", {})
+        for split, scores in val.items():
+            if splits is not None and split not in splits:
+                continue
+            lines.append(
+                f"validated ({split}): MAE {scores.get('mae', float('nan')):.2f} points, "
+                f"R^2 {scores.get('r2', float('nan')):.3f}, "
+                f"Spearman {scores.get('spearman', float('nan')):.3f}")
+        on = self.info.get("trained_on", {})
         if on:
             sp = on.get("sparsity_range", [None, None])
             shapes = on.get("input_shapes") or {}
@@ -77,14 +85,6 @@ class Predictor:
                 + (f"; from {on['table']}" if on.get("table") else ""))
             if on.get("note"):
                 lines.append(f"domain note: {on['note']}")
-        val = self.info.get("validation", {})
-        for split, scores in val.items():
-            if splits is not None and split not in splits:
-                continue
-            lines.append(
-                f"validated ({split}): MAE {scores.get('mae', float('nan')):.2f} points, "
-                f"R^2 {scores.get('r2', float('nan')):.3f}, "
-                f"Spearman {scores.get('spearman', float('nan')):.3f}")
         if not lines:
             lines.append("predictor with no recorded training data or validation")
         return "\n".join(lines)
