@@ -133,10 +133,9 @@ def _flat_nonzero(flags: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(flat, as_tuple=True)[0]
 
 
-def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size], *,
-                 check_nan: bool = True) -> None:
-    """Raise :class:`ScoreError` if a layer's scores are missing, misshapen or (``check_nan``)
-    NaN."""
+def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> None:
+    """Raise :class:`ScoreError` if a layer's scores are missing or misshapen (NaN candidates
+    are found by :func:`select_scored`)."""
     missing = [n for n in shapes if n not in scores]
     if missing:
         raise ScoreError(f"the pruner returned no scores for {missing}")
@@ -145,11 +144,6 @@ def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.
         if s.shape != shape:
             raise ScoreError(
                 f"scores for {name!r} have shape {tuple(s.shape)}, expected {tuple(shape)}")
-        # the sum is NaN or inf whenever an entry is NaN: one pass without a temporary tensor,
-        # and the exact check only when it is not finite
-        if check_nan and s.is_floating_point() and not bool(torch.isfinite(s.sum())) \
-                and bool(torch.isnan(s).any()):
-            raise ScoreError(_nan_message(name))
 
 
 def select(
@@ -220,7 +214,6 @@ def select_scored(
         return Selection(_select_keeping_one(scores, budget, eligible, keep_one),
                          plain.zero_layers)
     shapes = {n: s.shape for n, s in scores.items()}
-    check_scores(scores, shapes, check_nan=False)
     names = list(scores)
     flats = {n: scores[n].detach().reshape(-1) for n in names}
     flags: dict[str, torch.Tensor | None] = {
@@ -284,7 +277,7 @@ def _top_k_candidates(flats: Mapping[str, torch.Tensor],
     kept = 0
     for name in names:
         flat, flag = flats[name], flags[name]
-        above = (flat if flat.dtype == dtype else flat.to(dtype)) > threshold
+        above = flat.to(dtype) > threshold
         if flag is not None:
             above.logical_and_(flag)
         keep[name] = above
@@ -296,7 +289,7 @@ def _top_k_candidates(flats: Mapping[str, torch.Tensor],
             break
         flat, flag = flats[name], flags[name]
         assert scratch is not None
-        tied = torch.eq(flat if flat.dtype == dtype else flat.to(dtype), threshold,
+        tied = torch.eq(flat.to(dtype), threshold,
                         out=scratch[:flat.numel()])
         if flag is not None:
             tied.logical_and_(flag)

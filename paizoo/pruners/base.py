@@ -270,7 +270,7 @@ class Pruner(ABC):
                     for n, p in params.items():
                         torch.mul(ctx.initial[n], flags[n], out=p)  # no temporary
                 scores = self.score(ctx)
-                check_scores(scores, shapes, check_nan=False)  # select_scored() checks for NaN
+                check_scores(scores, shapes)  # select_scored() checks for NaN
                 scores = {n: scores[n].to(device) for n in params}
                 if self.monotone and (r > 0 or start is not None):
                     eligible = flags
