@@ -587,3 +587,30 @@ def test_pairs_table_keeps_one_cell_per_config() -> None:
     t = _pairs_table(pairs)
     assert t.to_dict("list") == {"held-out pruner": ["p", "mean abs. rank error"],
                                  "a": ["1/1; 2/3", "0.50"], "b": ["3/3", "0.00"]}
+
+
+def test_one_model_label_with_two_networks_records_both() -> None:
+    """A label that names two networks in the training table (e.g. one zoo model built for two
+    input sizes) records both descriptor sets, and a request is in domain when it is either;
+    the first row's network alone used to be recorded, sending the other one to 'loao'."""
+    from paizoo.regression.persistence import Predictor
+    from paizoo.regression.predict import in_domain
+    from paizoo.regression.train import describe_table
+
+    rows = [{"dataset": ds, "model": m, "pruner": "random", "sparsity": 0.5, "seed": 0,
+             "accuracy_drop": 1.0, "arch.depth": depth, "arch.log10_params": lp}
+            for ds, m, depth, lp in (("a", "net", 3.0, 4.5), ("a", "net", 3.0, 4.5),
+                                     ("b", "net", 3.0, 5.25), ("a", "other", 2.0, 3.0))]
+    info = describe_table(pd.DataFrame(rows))
+    assert info["architectures"] == {
+        "net": [{"arch.depth": 3.0, "arch.log10_params": 4.5},
+                {"arch.depth": 3.0, "arch.log10_params": 5.25}],
+        "other": {"arch.depth": 2.0, "arch.log10_params": 3.0}}
+    predictor = Predictor(estimator=None, info={"trained_on": info})
+    for lp in (4.5, 5.25):
+        assert in_domain(predictor, "net", {"arch.depth": 3.0, "arch.log10_params": lp}) \
+            == ("lopo", None)
+    split, note = in_domain(predictor, "net", {"arch.depth": 3.0, "arch.log10_params": 6.0})
+    assert split == "loao" and "arch.log10_params 6 vs 4.5 in training" in note
+    assert in_domain(predictor, "other", {"arch.depth": 2.0, "arch.log10_params": 3.0}) \
+        == ("lopo", None)

@@ -142,33 +142,36 @@ def same_pruner(a: str, b: str) -> bool:
 _MISSING = object()
 
 
-def training_architecture(predictor: Predictor, model: str) -> dict[str, float] | None:
-    """The ``arch.*`` descriptors of the predictor's training architecture ``model``: as
-    recorded when it was trained (``trained_on["architectures"]``), or, for a predictor that
-    predates that record, those of the paizoo zoo model of that label built as the leaderboard
-    runner builds it for the (first buildable) training dataset; ``None`` when neither is
-    known (not a training model, or no zoo model of that name)."""
+def training_architectures(predictor: Predictor, model: str) -> list[dict[str, float]]:
+    """The ``arch.*`` descriptors of the predictor's training architecture(s) named ``model``
+    (several when its tables held several networks under that label): as recorded when it was
+    trained (``trained_on["architectures"]``), or, for a predictor that predates that record,
+    those of the paizoo zoo model of that label built as the leaderboard runner builds it for
+    each buildable training dataset; empty when neither is known (not a training model, or no
+    zoo model of that name)."""
     from .agnostic import layout_for_label
 
     on = predictor.info.get("trained_on", {})
     if model not in on.get("models", []):
-        return None
+        return []
     recorded = on.get("architectures", {}).get(model)
     if recorded is not None:
-        return {str(k): float(v) for k, v in recorded.items()}
+        many = recorded if isinstance(recorded, list) else [recorded]
+        return [{str(k): float(v) for k, v in one.items()} for one in many]
+    rebuilt = []
     for dataset in on.get("datasets", []):
         try:
-            return layout_for_label(model, dataset, dense_paths=False).descriptors()
+            rebuilt.append(layout_for_label(model, dataset, dense_paths=False).descriptors())
         except Exception:  # not a zoo model, or a dataset this paizoo does not know
             continue
-    return None
+    return rebuilt
 
 
 def in_domain(predictor: Predictor, model: str, descriptors: Mapping[str, float] | None
               ) -> tuple[str, str | None]:
     """``(split, note)``: ``"lopo"`` when the request is one of the predictor's training
     architectures, by name and, given the request's ``arch.*`` ``descriptors``, by architecture
-    (equal descriptors, :func:`training_architecture`); else ``"loao"`` (the error of an
+    (equal descriptors to one of :func:`training_architectures`); else ``"loao"`` (the error of an
     architecture never seen), with a note when the name is a training model's but the network
     is another (a width changed by options, a user model with a clashing name). When the
     training architecture is unknown (no record, no zoo model of that name), the name decides
@@ -177,22 +180,26 @@ def in_domain(predictor: Predictor, model: str, descriptors: Mapping[str, float]
         return "loao", None
     if descriptors is None:
         return "lopo", None
-    trained = training_architecture(predictor, model)
-    common = sorted(set(trained or {}) & set(descriptors))
-    if not common:  # e.g. a per-layer predictor of a user's model, from a table without arch.*
+    candidates = [t for t in training_architectures(predictor, model)
+                  if set(t) & set(descriptors)]
+    if not candidates:  # e.g. a per-layer predictor of a user's model, from a table without arch.*
         return "lopo", (f"model {model!r} is taken to be the training architecture of that "
                         "name by its name alone: the predictor records no architecture for it "
                         "and no paizoo model of that name rebuilds it (retrain it on a table "
                         "with the arch.* columns to have it checked)")
-    assert trained is not None
-    differ = [k for k in common if not math.isclose(descriptors[k], trained[k], rel_tol=1e-6,
-                                                    abs_tol=1e-9)]
-    if differ:
-        shown = ", ".join(f"{k} {descriptors[k]:.4g} vs {trained[k]:.4g}" for k in differ[:3])
-        return "loao", (f"model {model!r} has the name of a training architecture but is another "
-                        f"network ({shown} in training): the leave-one-architecture-out error "
-                        "and intervals apply")
-    return "lopo", None
+    differs = []
+    for trained in candidates:
+        common = sorted(set(trained) & set(descriptors))
+        differ = [k for k in common if not math.isclose(descriptors[k], trained[k],
+                                                        rel_tol=1e-6, abs_tol=1e-9)]
+        if not differ:
+            return "lopo", None
+        differs.append((trained, differ))
+    trained, differ = differs[0]
+    shown = ", ".join(f"{k} {descriptors[k]:.4g} vs {trained[k]:.4g}" for k in differ[:3])
+    return "loao", (f"model {model!r} has the name of a training architecture but is another "
+                    f"network ({shown} in training): the leave-one-architecture-out error "
+                    "and intervals apply")
 
 
 def applicable_split(predictor: Predictor, model: str,

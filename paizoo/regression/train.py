@@ -48,9 +48,7 @@ def describe_table(table: pd.DataFrame,
         info["families"] = sorted(map(str, table["family"].unique()))
     arch = sorted(c for c in table.columns if str(c).startswith("arch."))
     if arch:  # what `paizoo rank` compares a request's model with (same name, same network?)
-        first = table.drop_duplicates("model").set_index("model")[arch]
-        info["architectures"] = {str(m): {c: float(v) for c, v in row.items()}
-                                 for m, row in first.iterrows()}
+        info["architectures"] = model_architectures(table, arch)
     shapes = {}
     for ds in info["datasets"]:
         try:
@@ -67,6 +65,22 @@ def describe_table(table: pd.DataFrame,
         info["table"] = ", ".join(map(str, paths))
         info["table_sha256"] = ", ".join(file_sha256(p) for p in paths)
     return info
+
+
+def model_architectures(table: pd.DataFrame, arch: Sequence[str]
+                        ) -> dict[str, dict[str, float] | list[dict[str, float]]]:
+    """Each model's ``arch.*`` descriptors: one dict, or a list of the distinct ones when the
+    table holds several networks under one model label (e.g. the same zoo model built for two
+    datasets' input sizes); NaN values are left out."""
+    out: dict[str, dict[str, float] | list[dict[str, float]]] = {}
+    for model, rows in table.groupby("model", sort=True):
+        distinct: list[dict[str, float]] = []
+        for row in rows[list(arch)].drop_duplicates().itertuples(index=False):
+            d = {c: float(v) for c, v in zip(arch, row, strict=True) if pd.notna(v)}
+            if d not in distinct:
+                distinct.append(d)
+        out[str(model)] = distinct[0] if len(distinct) == 1 else distinct
+    return out
 
 
 def train_predictor(
