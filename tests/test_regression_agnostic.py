@@ -614,3 +614,76 @@ def test_one_model_label_with_two_networks_records_both() -> None:
     assert split == "loao" and "arch.log10_params 6 vs 4.5 in training" in note
     assert in_domain(predictor, "other", {"arch.depth": 2.0, "arch.log10_params": 3.0}) \
         == ("lopo", None)
+
+
+def _refused_before_pruning(match: str, model, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """``rank_pruners`` raises RegressionError matching ``match`` and computes no metric."""
+    from paizoo.regression import load_predictor, rank_pruners
+    from paizoo.regression.errors import RegressionError
+
+    calls = []
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return {}
+
+    args = {"pruners": ["magnitude"], "sparsities": [0.5], "input_shape": (1, 4, 4), **kwargs}
+    with pytest.raises(RegressionError, match=match):
+        rank_pruners(model, predictor=load_predictor(), metrics_fn=metrics_fn, progress=False,
+                     **args)
+    assert calls == []
+
+
+def test_rank_pruners_refuses_a_module_instance() -> None:
+    """An nn.Module instance is callable: it used to be called as factory(seed), i.e. its
+    forward on an int, a TypeError the CLI reports as unexpected ('please report it')."""
+    _refused_before_pruning(r"Mlp instance, not a factory.*lambda seed", Mlp())
+
+
+def test_rank_pruners_names_a_factory_that_does_not_take_the_seed() -> None:
+    """A class whose constructor takes no seed (a common slip: --model script:MyNet)."""
+    class NoSeed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(16, 2)
+
+    _refused_before_pruning(r"factory NoSeed\(seed\) failed \(TypeError: .*must take the "
+                            r"seed", NoSeed)
+
+
+def test_rank_pruners_refuses_options_of_a_pruner_it_does_not_rank() -> None:
+    """`-o synflw.rounds=3` (a typo) used to be dropped silently, ranking the defaults."""
+    _refused_before_pruning(r"options given for pruner\(s\) 'synflw'.*not among the pruners "
+                            r"ranked \(magnitude\)", mlp_factory,
+                            pruner_options={"synflw": {"rounds": 3}})
+
+
+def test_rank_pruners_refuses_model_options_for_a_factory() -> None:
+    """A factory is called as factory(seed): model options were dropped silently."""
+    _refused_before_pruning(r"model_options \{'hidden': 3\} are given for a model factory",
+                            mlp_factory, model_options={"hidden": 3})
+
+
+def test_rank_pruners_refuses_an_input_shape_other_than_the_datasets() -> None:
+    """The dataset's samples feed the data-driven pruners, so another input_shape prunes and
+    measures one network on two input sizes (it used to win silently over the dataset's)."""
+    from paizoo.data import dataset_info
+
+    shape = tuple(dataset_info("synthetic:1x4x4:2").input_shape)
+    assert shape == (1, 4, 4)
+    _refused_before_pruning(r"input_shape 1x5x5 is not the shape of dataset "
+                            r"'synthetic:1x4x4:2' \(1x4x4\)", mlp_factory,
+                            dataset="synthetic:1x4x4:2", input_shape=(1, 5, 5))
+
+
+INSTANCE = Mlp()
+
+
+def test_cli_rank_refuses_a_module_instance_in_one_line(capsys) -> None:
+    from paizoo.cli import main
+
+    assert main(["rank", "--model", f"{__name__}:INSTANCE", "--input-shape", "1,4,4",
+                 "--pruners", "magnitude", "--sparsities", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("paizoo: error: ")
+    assert "is an nn.Module instance" in err[0] and "unexpected" not in err[0]

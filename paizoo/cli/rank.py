@@ -106,9 +106,12 @@ def _model_arg(spec: str) -> Any:
         raise UnknownModelError(
             f"cannot load model factory {spec!r} ({type(exc).__name__}: {exc}); write "
             "module:function with the module on the Python path (e.g. PYTHONPATH=.)") from exc
-    if not callable(fn):
-        raise UnknownModelError(f"{spec!r} is not callable; module:function must name a "
-                                "function taking the seed and returning an nn.Module")
+    from torch import nn
+
+    if isinstance(fn, nn.Module) or not callable(fn):
+        what = "an nn.Module instance" if isinstance(fn, nn.Module) else "not callable"
+        raise UnknownModelError(f"{spec!r} is {what}; module:function must name a "
+                                "function taking the seed and returning a new nn.Module")
 
     def factory(seed: int) -> Any:
         return fn(seed)

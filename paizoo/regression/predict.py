@@ -269,15 +269,19 @@ def rank_pruners(
     """Prune, measure and predict; see the module docstring.
 
     Args:
-        model: a model name for :func:`paizoo.models.create_model`, or ``factory(seed)``.
+        model: a model name for :func:`paizoo.models.create_model`, or ``factory(seed)``
+            returning a new ``nn.Module`` (not a module instance: each mask is of a freshly
+            initialised model).
         pruners: pruner names (``"snip"``, ``"mypkg:MyPruner"``, ...).
         sparsities: fractions of weights removed.
         predictor: a loaded :class:`~paizoo.regression.persistence.Predictor`.
         dataset: dataset name: gives ``input_shape``/``num_classes`` and the pruning batches of
-            data-driven pruners; or pass ``input_shape`` (and ``data``) yourself.
+            data-driven pruners; or pass ``input_shape`` (and ``data``) yourself (an
+            ``input_shape`` other than the dataset's is refused unless ``data`` is given).
         data: ``(inputs, targets)`` batches for data-driven pruners (overrides ``dataset``).
-        model_options: keyword arguments of the model factory (e.g. ``{"input_size": 8}``).
-        pruner_options: ``{pruner: {option: value}}``.
+        model_options: keyword arguments of a model given by name (e.g.
+            ``{"input_size": 8}``); refused with a factory (set them in it).
+        pruner_options: ``{pruner: {option: value}}``, each pruner one of ``pruners``.
         metrics_fn: ``fn(model, mask, input_shape, groups) -> {name: value}``; default
             :func:`paizoo.metrics.compute`.
         allow_missing: predict even if some of the predictor's columns are not produced (NaN).
@@ -295,6 +299,22 @@ def rank_pruners(
 
     if not pruners or not sparsities:
         raise RegressionError("give at least one pruner and one sparsity")
+    if isinstance(model, nn.Module):
+        raise RegressionError(
+            f"model= is a {type(model).__name__} instance, not a factory: each pruner, "
+            "sparsity and seed prunes a freshly initialised model, so pass a function of the "
+            "seed returning a new nn.Module, e.g. lambda seed: MyNet()")
+    if model_options and not isinstance(model, str):
+        raise RegressionError(
+            f"model_options {dict(model_options)} are given for a model factory, which is "
+            "called as factory(seed) only: set them in the factory (paizoo rank: -m KEY=VALUE "
+            "applies to paizoo, timm and torchvision model names)")
+    unranked = sorted(set(pruner_options or {}) - set(pruners))
+    if unranked:
+        raise RegressionError(
+            f"options given for pruner(s) {', '.join(map(repr, unranked))}, which are not "
+            f"among the pruners ranked ({', '.join(pruners)}); key pruner_options by one of "
+            "them (paizoo rank: -o PRUNER.KEY=VALUE with PRUNER in --pruners)")
     if not 0.0 < coverage < 1.0:
         raise RegressionError(f"coverage must lie in (0, 1), e.g. 0.9, got {coverage}")
     try:
@@ -307,6 +327,13 @@ def rank_pruners(
         from ..data import dataset_info
 
         info = dataset_info(dataset)
+        if data is None and input_shape is not None and \
+                tuple(int(v) for v in input_shape) != tuple(info.input_shape):
+            raise RegressionError(
+                f"input_shape {'x'.join(map(str, input_shape))} is not the shape of dataset "
+                f"{dataset!r} ({'x'.join(map(str, info.input_shape))}), whose samples the "
+                "data-driven pruners are given: give the dataset alone (it sets the shape), or "
+                "input_shape alone (paizoo rank: --dataset or --input-shape)")
         input_shape = input_shape or tuple(info.input_shape)
         num_classes = num_classes or info.num_classes
     if input_shape is None:
@@ -337,7 +364,13 @@ def rank_pruners(
             shape = SimpleNamespace(input_shape=input_shape, num_classes=num_classes or 10)
             net = build_model(spec, shape)  # type: ignore[arg-type]  # reads these fields
         else:
-            net = model(seed)
+            try:
+                net = model(seed)
+            except Exception as exc:  # e.g. a class whose constructor takes no seed
+                raise RegressionError(
+                    f"the model factory {model_name}(seed) failed ({type(exc).__name__}: "
+                    f"{exc}); it must take the seed (an int) and return a new nn.Module"
+                ) from exc
             if not isinstance(net, nn.Module):
                 raise RegressionError(f"the model factory {model_name}(seed) returned "
                                       f"{type(net).__name__}, not an nn.Module")
