@@ -687,3 +687,23 @@ def test_cli_rank_refuses_a_module_instance_in_one_line(capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("paizoo: error: ")
     assert "is an nn.Module instance" in err[0] and "unexpected" not in err[0]
+
+
+def test_goals_count_pairs_and_cells_apart() -> None:
+    """An architecture trained with two recipes has two rank cells per (architecture, pruner)
+    pair: the goal line said 'over 124 pairs' where there were 124 cells of 99 pairs."""
+    from paizoo.regression.evaluate import Evaluation
+    from paizoo.regression.report import goals_text
+
+    pairs = pd.DataFrame({"model": ["a", "a", "a", "a", "b"], "pruner": ["p", "p", "q", "q", "p"],
+                          "n_pruners": 2, "predicted_rank": [1, 2, 2, 1, 1],
+                          "actual_rank": [1, 1, 2, 2, 2]})
+    pairs["abs_error"] = (pairs["predicted_rank"] - pairs["actual_rank"]).abs()
+    n_pairs = len({(m, p) for m, p in zip(pairs["model"], pairs["pruner"], strict=True)})
+    table = pd.DataFrame({"dataset": "d", "model": ["a", "b"], "pruner": "p", "sparsity": 0.5,
+                          "seed": 0, "accuracy_drop": [1.0, 2.0]})
+    ev = Evaluation(table=table, scores=pd.DataFrame(columns=["feature_set", "split", "model"]),
+                    predictions={}, best="agnostic", model="hgb", pairs=pairs)
+    line = next(t for t in goals_text(ev) if "held-out pruner" in t)
+    assert f"{pairs['abs_error'].mean():.2f} over {len(pairs)} (pair, config) cells of " \
+           f"{n_pairs} (architecture, pruner) pairs" in line

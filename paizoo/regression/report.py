@@ -135,6 +135,13 @@ def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _cells_of_pairs(pairs: pd.DataFrame) -> str:
+    """``"N (pair, config) cells of M (architecture, pruner) pairs"``: an architecture trained
+    with several recipes has one cell per recipe for each of its pairs."""
+    n_pairs = len(pairs[["model", "pruner"]].drop_duplicates())
+    return f"{len(pairs)} (pair, config) cells of {n_pairs} (architecture, pruner) pairs"
+
+
 def _unseen_rows(ev: Evaluation) -> pd.DataFrame:
     rows = []
     for name, table in (("every pruner unseen (leave one pruner out, architectures seen)",
@@ -191,7 +198,8 @@ def goals_text(ev: Evaluation) -> list[str]:
     if ev.pairs is not None and len(ev.pairs):
         e = ev.pairs["abs_error"].mean()
         out.append(f"- held-out pruner on a held-out architecture: mean absolute rank error "
-                   f"{e:.2f} over {len(ev.pairs)} pairs (goal <= {GOALS['pair_rank_error']:g}: "
+                   f"{e:.2f} over {_cells_of_pairs(ev.pairs)} (goal <= "
+                   f"{GOALS['pair_rank_error']:g}: "
                    f"{'reached' if e <= GOALS['pair_rank_error'] else 'not reached'})")
         noise = seed_rank_noise(ev.table)
         if len(noise):
@@ -264,9 +272,9 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             "(mean over seeds and the sparsities every pruner on A has); cells: P's predicted/"
             "actual rank among the pruners on A (one per training config, `;`-separated, when "
             f"A was trained with several recipes). Mean absolute rank error over all "
-            f"{len(ev.pairs)} (pair, config) cells: **{ev.pairs['abs_error'].mean():.2f}** "
+            f"{_cells_of_pairs(ev.pairs)}: **{ev.pairs['abs_error'].mean():.2f}** "
             "(exact rank in "
-            f"{(ev.pairs['abs_error'] == 0).mean():.0%} of the pairs, within one in "
+            f"{(ev.pairs['abs_error'] == 0).mean():.0%} of the cells, within one in "
             f"{(ev.pairs['abs_error'] <= 1).mean():.0%}).", "",
             markdown_table(_pairs_table(ev.pairs)), ""]
     unseen = _unseen_rows(ev)
