@@ -707,3 +707,37 @@ def test_goals_count_pairs_and_cells_apart() -> None:
     line = next(t for t in goals_text(ev) if "held-out pruner" in t)
     assert f"{pairs['abs_error'].mean():.2f} over {len(pairs)} (pair, config) cells of " \
            f"{n_pairs} (architecture, pruner) pairs" in line
+
+
+def test_ranking_table_leads_with_the_architecture_unseen_row() -> None:
+    """The question of a user ranking known pruners on their own model: the pruner order by
+    the leave-one-architecture-out predictions. Checked against scipy's tau-b on hand-grouped
+    means (per (model, sparsity), and over the mean across sparsities)."""
+    from scipy.stats import kendalltau
+
+    from paizoo.regression.evaluate import Evaluation
+    from paizoo.regression.report import LOAO_RANKING, _unseen_rows
+
+    rng = np.random.default_rng(3)
+    rows = [{"dataset": "d", "model": m, "pruner": p, "sparsity": s, "seed": seed}
+            for m in ("a", "b") for p in ("p", "q", "r", "t") for s in (0.5, 0.9)
+            for seed in (0, 1)]
+    table = pd.DataFrame(rows)
+    table["accuracy_drop"] = rng.normal(size=len(table))
+    pred = rng.normal(size=len(table))
+    ev = Evaluation(table=table, scores=pd.DataFrame(), best="agnostic", model="hgb",
+                    predictions={("agnostic", "loao", "hgb"): pred})
+    out = _unseen_rows(ev)
+    assert list(out["predictions"]) == [LOAO_RANKING]
+    t = table.assign(pred=pred)
+    per, mean = [], []
+    for _, g in t.groupby(["model", "sparsity"]):
+        m = g.groupby("pruner")[["pred", "accuracy_drop"]].mean()
+        per.append(kendalltau(m["pred"], m["accuracy_drop"]).statistic)
+    for _, g in t.groupby("model"):
+        m = g.groupby("pruner")[["pred", "accuracy_drop"]].mean()
+        mean.append(kendalltau(m["pred"], m["accuracy_drop"]).statistic)
+    row = out.iloc[0]
+    assert row["contexts"] == 4
+    assert row["τ per sparsity"] == pytest.approx(np.mean(per))
+    assert row["τ mean ranking"] == pytest.approx(np.mean(mean))

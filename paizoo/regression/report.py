@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .estimator import MODELS
-from .evaluate import RANK_P, Evaluation, ranking_summary, seed_rank_noise
+from .evaluate import RANK_P, Evaluation, ranking_rows, ranking_summary, seed_rank_noise
 from .schema import TARGET, groups_present
 from .splits import SPLITS
 
@@ -142,9 +142,20 @@ def _cells_of_pairs(pairs: pd.DataFrame) -> str:
     return f"{len(pairs)} (pair, config) cells of {n_pairs} (architecture, pruner) pairs"
 
 
+LOAO_RANKING = "architecture unseen, pruners seen (leave one architecture out)"
+
+
 def _unseen_rows(ev: Evaluation) -> pd.DataFrame:
+    """Kendall tau / RBO of the pruner rankings by out-of-fold predictions, one row per way of
+    holding out: the architecture only (the leave-one-architecture-out predictions: what
+    ``paizoo rank`` does for pruners of the training data on a new model), every pruner, both."""
     rows = []
-    for name, table in (("every pruner unseen (leave one pruner out, architectures seen)",
+    key = (ev.best, "loao", ev.model)
+    loao = (pd.DataFrame(ranking_rows(ev.table.reset_index(drop=True), ev.predictions[key],
+                                      "(architecture unseen)"))
+            if key in ev.predictions and ev.table["pruner"].nunique() >= 2 else None)
+    for name, table in ((LOAO_RANKING, loao),
+                        ("every pruner unseen (leave one pruner out, architectures seen)",
                          None if ev.ranking is None
                          else ev.ranking[ev.ranking["held_out"] == "(all unseen)"]),
                         ("every pruner and architecture unseen ((architecture x pruner) "
@@ -280,11 +291,13 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
     unseen = _unseen_rows(ev)
     if len(unseen):
         lines += [
-            "## Rankings with every pruner unseen", "",
+            "## Rankings of the pruners on an architecture", "",
             "Kendall τ-b and rank-biased overlap (RBO_ext, Webber et al. 2010, "
             f"p={RANK_P}) between the ranking of the pruners by predicted and by actual drop, "
-            "where every pruner's runs are predicted by a model that did not see that pruner "
-            "(cross-fitted). Per sparsity: mean over the (dataset, model, sparsity) contexts; "
+            "every run predicted by a model that did not see its architecture (first row: "
+            "the question `paizoo rank` answers for pruners of the training data on your own "
+            "model), its pruner, or both (cross-fitted). Per sparsity: mean over the "
+            "(dataset, model, sparsity) contexts; "
             "mean ranking: pruners ranked by their drop averaged over sparsities (what `paizoo "
             "rank` prints), mean over (dataset, model).", "",
             markdown_table(unseen), ""]
