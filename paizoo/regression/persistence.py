@@ -66,7 +66,18 @@ class Predictor:
             lines.append(
                 f"validated ({split}): MAE {scores.get('mae', float('nan')):.2f} points, "
                 f"R^2 {scores.get('r2', float('nan')):.3f}, "
-                f"Spearman {scores.get('spearman', float('nan')):.3f}")
+                f"Spearman {scores.get('spearman', float('nan')):.3f} (over the masks of "
+                "every sparsity: mostly their order by sparsity)")
+            if "rank_tau_mean" in scores:
+                lines.append(
+                    f"  pruner order ({split}): Kendall tau "
+                    f"{scores['rank_tau_mean']:.3f} of the ranking by the mean over "
+                    f"sparsities (the one printed), "
+                    f"{scores.get('rank_tau_per_sparsity', float('nan')):.3f} per sparsity")
+            else:
+                lines.append(f"  pruner order ({split}): not recorded in this predictor "
+                             "(see leaderboards/regression.md, 'Rankings of the pruners'; "
+                             "retrained with this paizoo it records it)")
         on = self.info.get("trained_on", {})
         if on:
             sp = on.get("sparsity_range", [None, None])

@@ -83,6 +83,27 @@ def model_architectures(table: pd.DataFrame, arch: Sequence[str]
     return out
 
 
+def rank_scores(table: pd.DataFrame, pred: Any) -> dict[str, float]:
+    """How well out-of-fold predictions ``pred`` order the pruners (the ranking ``paizoo rank``
+    prints), where R^2 / Spearman over all rows mostly measure the order of the sparsities:
+    ``rank_tau_mean``, Kendall tau-b between the pruners ranked by predicted and by actual drop
+    averaged over the sparsities every pruner has, mean over (dataset, model, config);
+    ``rank_tau_per_sparsity``, the same per sparsity, mean over (dataset, model, config,
+    sparsity) (:func:`paizoo.regression.evaluate.ranking_rows`); ``{}`` with one pruner."""
+    import numpy as np
+
+    from .evaluate import ranking_rows
+
+    pred = np.asarray(pred, dtype=float)
+    ok = np.isfinite(pred)
+    rows = pd.DataFrame(ranking_rows(table[ok].reset_index(drop=True), pred[ok], "-"))
+    if not len(rows):
+        return {}
+    mean = rows["sparsity"].astype(str) == "mean"
+    return {"rank_tau_mean": float(rows.loc[mean, "kendall_tau"].mean()),
+            "rank_tau_per_sparsity": float(rows.loc[~mean, "kendall_tau"].mean())}
+
+
 def train_predictor(
     table: pd.DataFrame,
     *,
@@ -100,8 +121,9 @@ def train_predictor(
     cross-validation (``validate`` splits, pooled out-of-fold scores) and optionally save it.
 
     The info records the training data and validity domain (:func:`describe_table`, plus the
-    date and ``note``), the validated R^2 / MAE / Spearman per split, the interval calibration of
-    each split (:func:`paizoo.regression.conformal.calibrate` on its out-of-fold residuals, at
+    date and ``note``), the validated R^2 / MAE / Spearman per split (with
+    :func:`rank_scores`, how well it orders the pruners), the interval calibration of each split
+    (:func:`paizoo.regression.conformal.calibrate` on its out-of-fold residuals, at
     ``coverage``), the groups, model and the retraining ``command``.
     """
     from datetime import datetime, timezone
@@ -118,7 +140,7 @@ def train_predictor(
     y = table[TARGET].to_numpy(float)
     for kind in available_splits(table, tuple(map(split_kind, validate))):
         pred = cross_predict(est, table, make_folds(table, kind, random_state=random_state))
-        validation[SPLITS[kind]] = regression_scores(y, pred)
+        validation[SPLITS[kind]] = {**regression_scores(y, pred), **rank_scores(table, pred)}
         calibration[kind] = calibrate(y, pred, split=kind, coverage=coverage).to_dict()
     est.fit(table)
     trained_on = describe_table(table, table_path)
