@@ -781,3 +781,23 @@ def test_predictor_records_how_well_it_orders_the_pruners() -> None:
         assert (f"pruner order ({split}): Kendall tau {np.nanmean(mean):.3f} of the ranking "
                 f"by the mean over sparsities") in text
     assert len(taus) > 1  # the splits order the pruners differently: a discriminating check
+
+
+def test_cli_model_factory_from_a_script_in_the_current_folder(tmp_path, monkeypatch) -> None:
+    """The README's `paizoo rank --model myscript:make_net`: the `paizoo` console script puts
+    its own folder on sys.path, not the current one, so ./myscript.py was not found."""
+    import os
+    import sys
+
+    from paizoo.cli.rank import _model_arg
+
+    (tmp_path / "r5_user_script.py").write_text(
+        "from torch import nn\n\ndef make_net(seed):\n    return nn.Linear(3, seed + 1)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path
+                                      if p not in ("", os.getcwd(), str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "r5_user_script", raising=False)
+    factory = _model_arg("r5_user_script:make_net")
+    net = factory(4)
+    assert isinstance(net, nn.Linear) and net.out_features == 5
+    sys.modules.pop("r5_user_script", None)

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "ranked by their mean predicted drop. Nothing is trained.")
     p.add_argument("--model", required=True,
                    help="paizoo model, timm:<name>, torchvision:<name>, or module:function from "
-                        "your own code (called as function(seed), returning the nn.Module)")
+                        "your own code (e.g. myscript:make_net for ./myscript.py; called as "
+                        "function(seed), returning a new nn.Module)")
     p.add_argument("--dataset", default=None,
                    help="dataset (input shape, classes, and data for data-driven pruners)")
     p.add_argument("--input-shape", type=parse_shape, default=None,
@@ -92,14 +93,19 @@ def _pruner_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def _model_arg(spec: str) -> Any:
     """``spec`` as given, or for ``module:function`` (not timm/torchvision) the imported
-    function, named ``spec``, as ``rank_pruners``' factory(seed)."""
+    function, named ``spec``, as ``rank_pruners``' factory(seed). The current folder is put on
+    the Python path first, as ``python -m`` does (the ``paizoo`` script's own folder is there
+    instead), so ``myscript:make_net`` finds ``./myscript.py``."""
     import importlib
+    import os
 
     from ..errors import UnknownModelError
 
     module, sep, attr = spec.partition(":")
     if not sep or module in ("timm", "torchvision"):
         return spec
+    if not ({"", os.getcwd()} & set(sys.path)):
+        sys.path.insert(0, os.getcwd())
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
