@@ -801,3 +801,17 @@ def test_cli_model_factory_from_a_script_in_the_current_folder(tmp_path, monkeyp
     net = factory(4)
     assert isinstance(net, nn.Linear) and net.out_features == 5
     sys.modules.pop("r5_user_script", None)
+
+
+def test_rank_pruners_uses_the_shipped_predictor_by_default() -> None:
+    """`rank_pruners(factory, pruners, sparsities, input_shape=...)`, as the README writes it,
+    needed predictor= (a TypeError); by default it is the shipped one, as for `paizoo rank`."""
+    from paizoo.regression import load_predictor, rank_pruners
+
+    args = (mlp_factory, ["magnitude", "random"], [0.5, 0.9])
+    default = rank_pruners(*args, input_shape=(1, 4, 4), progress=False)
+    explicit = rank_pruners(*args, input_shape=(1, 4, 4), progress=False,
+                            predictor=load_predictor())
+    assert default.predictor.path == load_predictor().path
+    pd.testing.assert_frame_equal(default.ranking, explicit.ranking)
+    assert default.split == explicit.split == "loao"

@@ -250,7 +250,7 @@ def rank_pruners(
     pruners: Sequence[str],
     sparsities: Sequence[float],
     *,
-    predictor: Predictor,
+    predictor: Predictor | None = None,
     dataset: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
@@ -274,7 +274,8 @@ def rank_pruners(
             initialised model).
         pruners: pruner names (``"snip"``, ``"mypkg:MyPruner"``, ...).
         sparsities: fractions of weights removed.
-        predictor: a loaded :class:`~paizoo.regression.persistence.Predictor`.
+        predictor: a loaded :class:`~paizoo.regression.persistence.Predictor`; default: the
+            one shipped with paizoo (:func:`~paizoo.regression.persistence.load_predictor`).
         dataset: dataset name: gives ``input_shape``/``num_classes`` and the pruning batches of
             data-driven pruners; or pass ``input_shape`` (and ``data``) yourself (an
             ``input_shape`` other than the dataset's is refused unless ``data`` is given).
@@ -322,6 +323,10 @@ def rank_pruners(
     except ValueError as exc:
         raise RegressionError(f"{exc} (the dense model's test accuracy in percent)") from exc
     metrics_fn = metrics_fn or paizoo_metrics
+    if predictor is None:
+        from .persistence import load_predictor
+
+        predictor = load_predictor()
     info = None
     if dataset is not None:
         from ..data import dataset_info
