@@ -815,3 +815,12 @@ def test_rank_pruners_uses_the_shipped_predictor_by_default() -> None:
     assert default.predictor.path == load_predictor().path
     pd.testing.assert_frame_equal(default.ranking, explicit.ranking)
     assert default.split == explicit.split == "loao"
+
+
+@pytest.mark.parametrize("dense", [0.5, 0.9, 1.0])
+def test_rank_pruners_refuses_a_dense_accuracy_given_as_a_fraction(dense: float) -> None:
+    """--dense-accuracy 0.9 (a fraction) clipped every predicted drop to 0.9 and tied all
+    pruners, ranked then by name: a silently wrong ranking."""
+    _refused_before_pruning(rf"dense_accuracy {dense:g} is read in points.*"
+                            rf"e\.g\. {100 * dense:g} for a fraction", mlp_factory,
+                            dense_accuracy=dense)

@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coverage", type=float, default=0.9,
                    help="coverage of the prediction intervals (default 0.9)")
     p.add_argument("--dense-accuracy", type=float, default=None, metavar="PERCENT",
-                   help="the dense model's test accuracy, if known: drops and intervals are "
+                   help="the dense model's test accuracy in percent (e.g. 91.2, not 0.912), "
+                        "if known: drops and intervals are "
                         "clipped to [PERCENT - 100, PERCENT] (default: [-100, 100])")
     p.add_argument("--trust", action="append", default=[], metavar="TYPE",
                    help="extra type name to trust when loading your own predictor file")

@@ -293,7 +293,8 @@ def rank_pruners(
             out for a model of the training data, leave one architecture out otherwise.
         dense_accuracy: the dense model's test accuracy in points, if known: predictions and
             intervals are clipped to ``[dense_accuracy - 100, dense_accuracy]``; without it to
-            ``[-100, 100]`` (:func:`~paizoo.regression.conformal.feasible_drop_range`).
+            ``[-100, 100]`` (:func:`~paizoo.regression.conformal.feasible_drop_range`). Values
+            in (0, 1] are refused as a likely fraction (they would clip every drop to <= 1).
     """
     from ..api import prune
     from ..pruners import get_pruner_class
@@ -318,6 +319,12 @@ def rank_pruners(
             "them (paizoo rank: -o PRUNER.KEY=VALUE with PRUNER in --pruners)")
     if not 0.0 < coverage < 1.0:
         raise RegressionError(f"coverage must lie in (0, 1), e.g. 0.9, got {coverage}")
+    if dense_accuracy is not None and 0.0 < dense_accuracy <= 1.0:
+        raise RegressionError(
+            f"dense_accuracy {dense_accuracy:g} is read in points (percent): every drop would "
+            f"be clipped to at most {dense_accuracy:g}; give the dense model's test accuracy "
+            f"in percent, e.g. {100 * dense_accuracy:g} for a fraction of {dense_accuracy:g} "
+            "(paizoo rank --dense-accuracy PERCENT)")
     try:
         drop_range = feasible_drop_range(dense_accuracy)
     except ValueError as exc:
