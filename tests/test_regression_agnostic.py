@@ -238,8 +238,30 @@ def test_same_pruner_knows_defaults() -> None:
     notes = validity_notes(pred, dataset=None, model="m", sparsities=[0.5],
                            pruners=["random", "snip", "grasp"])
     assert [n for n in notes if "not in the training data" in n] == [
-        "pruners not in the training data: grasp (predicted as unseen pruners; see the "
-        "leave-one-pruner-out error)"]
+        "pruners not in the training data: grasp (predicted as unseen pruners; the predictor "
+        "records no leave-one-pruner-out error)"]
+
+
+def test_unseen_pruner_note_quotes_its_error_and_the_interval_caveat() -> None:
+    """An unseen pruner on an unseen architecture: the note said 'see the leave-one-pruner-out
+    error', which paizoo rank does not print then (it prints the leave-one-architecture-out
+    one), and the intervals, calibrated on seen pruners, were not flagged."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import validity_notes
+
+    lopo = {"r2": 0.61, "mae": 7.25, "spearman": 0.8}
+    pred = Predictor(AccuracyDropRegressor(), info={
+        "trained_on": {"models": ["m"], "pruners": ["snip"]},
+        "validation": {"leave one pruner out": lopo,
+                       "leave one architecture out": {"r2": 0.7, "mae": 6.0}}})
+    for split, caveat in (("loao", True), ("lopo", False)):
+        notes = validity_notes(pred, dataset=None, model="m", sparsities=[0.5],
+                               pruners=["snip", "grasp"], split=split)
+        note = next(n for n in notes if "not in the training data" in n)
+        assert note.startswith("pruners not in the training data: grasp (")
+        assert f"MAE {lopo['mae']:.2f} points, R^2 {lopo['r2']:.3f}" in note
+        assert ("leave one architecture out residuals of pruners that were seen" in note) \
+            == caveat
 
 
 # ---- split-conformal intervals ---------------------------------------------------------------

@@ -240,8 +240,17 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
     trained = on.get("pruners") or []
     unseen = [p for p in pruners if trained and not any(same_pruner(p, t) for t in trained)]
     if unseen:
+        # the error of an unseen pruner is leave-one-pruner-out's, printed only when that split
+        # applies: quote it here, and say when the intervals were calibrated on seen pruners
+        lopo = predictor.info.get("validation", {}).get(SPLITS["lopo"], {})
+        err = (f"; the {SPLITS['lopo']} error, on the training architectures: MAE "
+               f"{lopo.get('mae', math.nan):.2f} points, R^2 {lopo.get('r2', math.nan):.3f}"
+               if lopo else "; the predictor records no leave-one-pruner-out error")
+        if label != SPLITS["lopo"]:
+            err += (f"; their intervals are calibrated on {label} residuals of pruners that "
+                    "were seen, and may be too narrow for them")
         notes.append(f"pruners not in the training data: {', '.join(unseen)} (predicted as "
-                     "unseen pruners; see the leave-one-pruner-out error)")
+                     f"unseen pruners{err})")
     return notes
 
 
