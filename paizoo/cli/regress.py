@@ -53,9 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = cmds.add_parser(
         "eval", help="compare feature sets and splits; write a Markdown report and a plot",
         description="Cross-validate accuracy-drop regressors on a metrics table (feature sets x "
-                    "random K-fold / leave-one-pruner-out / leave-one-model-out), compute the "
-                    "permutation importance of the best set, validate the ranking of unseen "
-                    "pruners (Kendall tau, RBO) and write the report.")
+                    "leave-one-architecture-out / leave-one-family-out / leave-one-pruner-out "
+                    "/ random K-fold), compute the permutation importance of the main set, "
+                    "validate the ranking of the pruners on unseen architectures and of unseen "
+                    "pruners (rank errors, Kendall tau, RBO) and write the report.")
     e.add_argument("--table", required=True, action="append",
                    help="metrics table (.csv) with the schema of paizoo.regression.schema; "
                         "repeat to evaluate on several (rows concatenated)")
