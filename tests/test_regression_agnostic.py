@@ -846,3 +846,31 @@ def test_rank_pruners_refuses_a_dense_accuracy_given_as_a_fraction(dense: float)
     _refused_before_pruning(rf"dense_accuracy {dense:g} is read in points.*"
                             rf"e\.g\. {100 * dense:g} for a fraction", mlp_factory,
                             dense_accuracy=dense)
+
+
+def test_regress_eval_help_names_every_split_it_runs() -> None:
+    """Its description listed 'leave-one-model-out' (the old name) and no family split."""
+    from paizoo.cli import build_parser
+    from paizoo.cli.regress import DEFAULT_SPLITS
+    from paizoo.regression.splits import SPLITS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    regress = sub.choices["regress"]
+    evaluate = next(a for a in regress._actions if a.dest == "regress_command").choices["eval"]
+    text = " ".join(evaluate.description.split())
+    for kind in DEFAULT_SPLITS:
+        assert SPLITS[kind].replace(" ", "-").replace("random-K", "random K") in text
+    assert "leave-one-model-out" not in text
+
+
+def test_rank_table_prints_no_negative_zero() -> None:
+    """An interval bound of -0.04 printed as '[-0.0, 2.8]' (seen on a user's MLP)."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import RankResult
+
+    ranking = pd.DataFrame({"rank": [1], "pruner": ["p"], "s=0.9": [-0.004], "mean": [-0.004],
+                            "low": [-0.04], "high": [2.84], "tied_with": [""]})
+    res = RankResult(rows=pd.DataFrame(), ranking=ranking, coverage=0.9, split="loao",
+                     predictor=Predictor(AccuracyDropRegressor(), info={}))
+    row = next(line for line in res.format().splitlines() if line.strip().startswith("1 "))
+    assert row.split() == ["1", "p", f"{0.0:.2f}", f"{0.0:.2f}", "[0.0,", "2.8]", "-"]

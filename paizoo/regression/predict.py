@@ -94,10 +94,10 @@ class RankResult:
                      "whose intervals overlap are tied (their order is not known)")
         lines = [self.title, "", what + ":", head, "-" * len(head)]
         for r in self.ranking.to_dict("records"):
-            vals = "  ".join(f"{r[c]:>9.2f}" for c in sp_cols)
-            line = f"{r['rank']:>4}  {r['pruner']:<{name_w}}  {vals}  {r['mean']:>9.2f}"
+            vals = "  ".join(f"{_fixed(r[c], 2):>9}" for c in sp_cols)
+            line = f"{r['rank']:>4}  {r['pruner']:<{name_w}}  {vals}  {_fixed(r['mean'], 2):>9}"
             if has_iv:
-                iv = f"[{r['low']:.1f}, {r['high']:.1f}]"
+                iv = f"[{_fixed(r['low'], 1)}, {_fixed(r['high'], 1)}]"
                 line += f"  {iv:>17}  {r['tied_with'] or '-'}"
             lines.append(line)
         label = SPLITS.get(self.split, self.split)
@@ -108,6 +108,12 @@ class RankResult:
                   self.predictor.describe()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``value`` to ``digits`` decimals, without the sign of a value that rounds to zero
+    (-0.04 -> "0.0", not "-0.0")."""
+    return f"{round(float(value), digits) + 0.0:.{digits}f}"
 
 
 def _pruner_defaults(name: str) -> dict[str, Any]:
