@@ -874,3 +874,22 @@ def test_rank_table_prints_no_negative_zero() -> None:
                      predictor=Predictor(AccuracyDropRegressor(), info={}))
     row = next(line for line in res.format().splitlines() if line.strip().startswith("1 "))
     assert row.split() == ["1", "p", f"{0.0:.2f}", f"{0.0:.2f}", "[0.0,", "2.8]", "-"]
+
+
+def test_rank_summary_paragraph_names_the_order_of_its_contexts() -> None:
+    """'7/7/11/...': ten ranks for eight architectures (two with two recipes), said to be 'one
+    per (dataset, model)'; the paragraph now names each position."""
+    from paizoo.regression.evaluate import ranking_summary
+    from paizoo.regression.report import _context_order
+
+    ctx = [("d", "b", "c1"), ("d", "a", "c2"), ("d", "a", "c1")]
+    rows = [{"held_out": h, "dataset": d, "model": m, "config": c, "sparsity": "mean",
+             "kendall_tau": 0.0, "rbo": 0.5, "predicted_rank": r, "actual_rank": r}
+            for h in ("p", "q") for r, (d, m, c) in enumerate(ctx, 1)]
+    ranking = pd.DataFrame(rows).sort_values(["held_out", "dataset", "model", "config"])
+    summary = ranking_summary(ranking.assign(sparsity=0.5).pipe(
+        lambda per: pd.concat([per, ranking])))
+    ranks = summary.set_index("held_out").loc["p", "rank_predicted"].split("/")
+    by_position = {c: ranks[i] for i, c in enumerate(sorted(ctx))}
+    assert by_position == {c: str(ctx.index(c) + 1) for c in ctx}
+    assert _context_order(ranking) == "a (c1), a (c2), b"

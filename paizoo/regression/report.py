@@ -135,6 +135,24 @@ def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _context_order(ranking: pd.DataFrame) -> str:
+    """The (dataset, model, config) contexts of the mean-over-sparsities rows of ``ranking``,
+    in their order (that of the ``/``-joined ranks of :func:`ranking_summary`), named by model,
+    with the dataset and config only where the model has several."""
+    mean = ranking[ranking["sparsity"].astype(str) == "mean"]
+    mean = mean[mean["held_out"] == mean["held_out"].iloc[0]] if len(mean) else mean
+    cols = [c for c in ("dataset", "model", "config") if c in mean.columns]
+    keys = list(mean[cols].itertuples(index=False, name=None))
+    labels = []
+    for key in keys:
+        d = dict(zip(cols, key, strict=True))
+        same = [k for k in keys if k[cols.index("model")] == d["model"]]
+        extra = [str(d[c]) for c in cols if c != "model" and len({k[cols.index(c)]
+                                                                   for k in same}) > 1]
+        labels.append(d["model"] + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(labels)
+
+
 def _cells_of_pairs(pairs: pd.DataFrame) -> str:
     """``"N (pair, config) cells of M (architecture, pruner) pairs"``: an architecture trained
     with several recipes has one cell per recipe for each of its pairs."""
@@ -299,7 +317,7 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             "model), its pruner, or both (cross-fitted). Per sparsity: mean over the "
             "(dataset, model, sparsity) contexts; "
             "mean ranking: pruners ranked by their drop averaged over sparsities (what `paizoo "
-            "rank` prints), mean over (dataset, model).", "",
+            "rank` prints), mean over (dataset, model, training config).", "",
             markdown_table(unseen), ""]
     within = scores_wide(ev, splits=WITHIN)
     if within.shape[1] > 2:
@@ -337,7 +355,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             f"For each pruner, the regressor ({ev.best}, {ev.model}) is fit without that "
             "pruner's runs and ranks all pruners (the others seen) by predicted drop; per "
             "sparsity and mean ranking as above, with the held-out pruner's predicted/actual "
-            "rank (one value per (dataset, model), in sorted order; '-' where it has no runs). "
+            "rank (one value per (dataset, model, training config), in the order "
+            f"{_context_order(ev.ranking)}; '-' where it has no runs). "
             "`(all unseen)`: every pruner predicted by the model that did not see it.", "",
             markdown_table(summary), "",
         ]
