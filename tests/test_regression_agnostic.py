@@ -893,3 +893,27 @@ def test_rank_summary_paragraph_names_the_order_of_its_contexts() -> None:
     by_position = {c: ranks[i] for i, c in enumerate(sorted(ctx))}
     assert by_position == {c: str(ctx.index(c) + 1) for c in ctx}
     assert _context_order(ranking) == "a (c1), a (c2), b"
+
+
+def test_per_architecture_table_has_the_pruner_order_tau() -> None:
+    """Per held-out architecture, ρ is over runs of every sparsity (mostly their order); the
+    pruner order on that architecture is checked against scipy's tau-b on hand-grouped means."""
+    from scipy.stats import kendalltau
+
+    from paizoo.regression.evaluate import Evaluation
+    from paizoo.regression.report import per_architecture
+
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame([{"dataset": "d", "model": m, "pruner": p, "sparsity": s, "seed": 0}
+                          for m in ("a", "b") for p in ("p", "q", "r", "t", "u")
+                          for s in (0.5, 0.9)])
+    table["accuracy_drop"] = rng.normal(size=len(table))
+    pred = rng.normal(size=len(table))
+    ev = Evaluation(table=table, scores=pd.DataFrame(), best="agnostic", model="hgb",
+                    predictions={("agnostic", "loao", "hgb"): pred})
+    got = per_architecture(ev).set_index("held-out architecture")["τ pruner order"]
+    t = table.assign(pred=pred)
+    for m, g in t.groupby("model"):
+        means = g.groupby("pruner")[["pred", "accuracy_drop"]].mean()
+        assert got[m] == pytest.approx(kendalltau(means["pred"], means["accuracy_drop"])
+                                       .statistic)

@@ -197,15 +197,18 @@ def per_architecture(ev: Evaluation) -> pd.DataFrame:
         return pd.DataFrame()
     from .evaluate import regression_scores
 
-    t, pred = ev.table, ev.predictions[key]
+    t, pred = ev.table.reset_index(drop=True), ev.predictions[key]
     rows = []
     for model, idx in t.groupby("model").indices.items():
         sc = regression_scores(t[TARGET].to_numpy(float)[idx], pred[idx])
+        order = pd.DataFrame(ranking_rows(t.iloc[idx].reset_index(drop=True), pred[idx], "-"))
+        tau = (order.loc[order["sparsity"].astype(str) == "mean", "kendall_tau"].mean()
+               if len(order) else float("nan"))
         rows.append({"held-out architecture": model,
                      **({"family": t["family"].iloc[idx[0]]} if "family" in t.columns else {}),
                      "runs": len(idx), "pruners": t["pruner"].iloc[idx].nunique(),
                      "sparsities": t["sparsity"].iloc[idx].nunique(),
-                     "MAE": sc["mae"], "ρ": sc["spearman"]})
+                     "MAE": sc["mae"], "ρ": sc["spearman"], "τ pruner order": float(tau)})
     return pd.DataFrame(rows)
 
 
@@ -291,7 +294,10 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
     per = per_architecture(ev)
     if len(per):
         lines += [f"Per held-out architecture ({ev.best}, leave one architecture out; ρ within "
-                  "one architecture's runs, n/a when its predictions do not vary):", "",
+                  "one architecture's runs of every sparsity, n/a when its predictions do not "
+                  "vary; τ pruner order: Kendall τ-b between its pruners ranked by predicted "
+                  "and by actual drop averaged over sparsities, the ranking `paizoo rank` "
+                  "prints, mean over its training configs):", "",
                   markdown_table(per), ""]
     if ev.pairs is not None and len(ev.pairs):
         lines += [
