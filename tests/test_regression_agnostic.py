@@ -917,3 +917,23 @@ def test_per_architecture_table_has_the_pruner_order_tau() -> None:
         means = g.groupby("pruner")[["pred", "accuracy_drop"]].mean()
         assert got[m] == pytest.approx(kendalltau(means["pred"], means["accuracy_drop"])
                                        .statistic)
+
+
+def test_rank_header_does_not_claim_coverage_for_the_mean_over_sparsities() -> None:
+    """The interval of the mean over sparsities is the mean of the per-mask bounds: it has the
+    stated coverage per mask, and for the mean only when the errors at the sparsities move
+    together (paizoo.regression.predict's own caveat); the header claimed '90% split-conformal
+    interval of the mean'."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import RankResult
+
+    def header(cols: list[str]) -> str:
+        ranking = pd.DataFrame({"rank": [1], "pruner": ["p"], **{c: [1.0] for c in cols},
+                                "mean": [1.0], "low": [0.0], "high": [2.0], "tied_with": [""]})
+        res = RankResult(rows=pd.DataFrame(), ranking=ranking, coverage=0.9, split="loao",
+                         predictor=Predictor(AccuracyDropRegressor(), info={}))
+        return res.format().splitlines()[2]
+
+    assert "interval of each mask, averaged over the sparsities" in header(["s=0.5", "s=0.9"])
+    assert "interval of the mean" not in header(["s=0.5", "s=0.9"])
+    assert "averaged" not in header(["s=0.9"])  # one sparsity: the mask's own interval

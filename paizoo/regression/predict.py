@@ -88,8 +88,13 @@ class RankResult:
         what = "predicted accuracy drop in points (lower is better)"
         if has_iv:
             lo, hi = self.drop_range
-            what += (f"; interval: {self.coverage:.0%} split-conformal interval of the mean, "
-                     f"calibrated on {SPLITS.get(self.split, self.split)} residuals and clipped "
+            n_sp = len(sp_cols)
+            what += (f"; interval: {self.coverage:.0%} split-conformal interval"
+                     + (" of each mask, averaged over the sparsities (the mean has that "
+                        "coverage only when its errors at the sparsities move together)"
+                        if n_sp > 1 else "")
+                     + f", calibrated on {SPLITS.get(self.split, self.split)} residuals and "
+                     "clipped "
                      f"to the drops an accuracy in [0, 100] allows, [{lo:g}, {hi:g}]; pruners "
                      "whose intervals overlap are tied (their order is not known)")
         lines = [self.title, "", what + ":", head, "-" * len(head)]
