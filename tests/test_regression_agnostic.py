@@ -937,3 +937,21 @@ def test_rank_header_does_not_claim_coverage_for_the_mean_over_sparsities() -> N
     assert "interval of each mask, averaged over the sparsities" in header(["s=0.5", "s=0.9"])
     assert "interval of the mean" not in header(["s=0.5", "s=0.9"])
     assert "averaged" not in header(["s=0.9"])  # one sparsity: the mask's own interval
+
+
+def test_cli_rank_out_in_a_missing_folder_fails_before_any_mask(tmp_path, capsys,
+                                                                monkeypatch) -> None:
+    """paizoo's CLI creates no folder for an output file (paizoo.cli's rule, output_file);
+    rank's --out created one, and a bad --out only failed after every mask was computed."""
+    import paizoo.regression.predict as predict
+    from paizoo.cli import main
+
+    calls = []
+    monkeypatch.setattr(predict, "paizoo_metrics", lambda *a: calls.append(1) or {})
+    out = tmp_path / "missing" / "rows.csv"
+    assert main(["rank", "--model", f"{__name__}:mlp_factory", "--input-shape", "1,4,4",
+                 "--pruners", "magnitude", "--sparsities", "0.5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("paizoo: error: --out ")
+    assert f"the folder {out.parent} does not exist" in err[0]
+    assert not out.parent.exists() and calls == []

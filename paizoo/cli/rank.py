@@ -7,7 +7,7 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from .common import parse_kv, parse_shape
+from .common import output_file, parse_kv, parse_shape
 
 
 def _floats(text: str) -> list[float]:
@@ -72,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust", action="append", default=[], metavar="TYPE",
                    help="extra type name to trust when loading your own predictor file")
     p.add_argument("--out", default=None,
-                   help="also write the per-mask rows (metrics and predictions) to this CSV")
+                   help="also write the per-mask rows (metrics and predictions) to this CSV "
+                        "(its folder must exist)")
     p.set_defaults(func=cmd_rank)
 
 
@@ -133,6 +134,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from ..regression.persistence import load_predictor
     from ..regression.predict import rank_pruners
 
+    out = output_file(args.out) if args.out else None  # before any mask is computed
     predictor = load_predictor(args.predictor, trusted=args.trust)
     if args.dataset is None and args.input_shape is None:
         print("paizoo: error: pass --dataset (or --input-shape for data-free pruners)",
@@ -148,11 +150,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         dense_accuracy=args.dense_accuracy,
         device="cuda" if torch.cuda.is_available() else "cpu")
     print(result.format())
-    if args.out:
-        from pathlib import Path
-
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result.rows.to_csv(path, index=False)
-        print(f"per-mask rows written to {path}")
+    if out is not None:
+        result.rows.to_csv(out, index=False)
+        print(f"per-mask rows written to {out}")
     return 0
