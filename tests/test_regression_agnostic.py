@@ -955,3 +955,22 @@ def test_cli_rank_out_in_a_missing_folder_fails_before_any_mask(tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("paizoo: error: --out ")
     assert f"the folder {out.parent} does not exist" in err[0]
     assert not out.parent.exists() and calls == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["regress", "build", "--db", "{tmp}/absent.db"],
+    ["regress", "features", "--table", "{tmp}/absent.csv"],
+    ["regress", "eval", "--table", "{tmp}/absent.csv"],
+    ["regress", "train", "--table", "{tmp}/absent.csv"],
+])
+def test_cli_regress_out_in_a_missing_folder_is_refused_first(argv, tmp_path, capsys) -> None:
+    """Their outputs' folders were created after the work (a build of every mask's metrics, a
+    cross-validation), against the CLI's rule; now --out is checked before any input is read."""
+    from paizoo.cli import main
+
+    out = tmp_path / "missing" / "out.csv"
+    argv = [a.format(tmp=tmp_path) for a in argv] + ["--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {out}: the folder {out.parent} does not exist" in err[0]
+    assert not out.parent.exists()

@@ -121,7 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from ..regression.build import build_from_store
+    from .common import output_file
 
+    output_file(args.out)  # before any metric is computed
     table = build_from_store(args.db, datasets=args.dataset, groups=args.groups,
                              recompute=args.recompute, data_root=args.data_root,
                              agnostic=not args.no_agnostic)
@@ -140,7 +142,9 @@ def _write_table(table: object, out_path: str) -> None:
 def cmd_features(args: argparse.Namespace) -> int:
     from ..regression.build import with_agnostic
     from ..regression.schema import load_table
+    from .common import output_file
 
+    output_file(args.out)
     _write_table(with_agnostic(load_table(args.table)), args.out)
     return 0
 
@@ -151,7 +155,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..regression.evaluate import evaluate
     from ..regression.report import scores_wide, write_report
     from ..regression.schema import load_table
+    from .common import output_file
 
+    output_file(args.out)  # before the cross-validation
+    if args.plot:
+        output_file(args.plot, "--plot")
     table = pd.concat([load_table(t) for t in args.table], ignore_index=True, sort=False)
     ev = evaluate(table, splits=tuple(args.splits), models=tuple(args.models),
                   n_splits=args.folds, random_state=args.seed, main=args.main)
@@ -180,7 +188,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..regression.schema import load_table
     from ..regression.train import train_predictor
+    from .common import output_file
 
+    output_file(args.out)  # before the cross-validation
     table = pd.concat([load_table(t) for t in args.table], ignore_index=True, sort=False)
     command = ("paizoo regress train "
                + " ".join(f"--table {shlex.quote(t)}" for t in args.table)
