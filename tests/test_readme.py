@@ -60,3 +60,45 @@ def test_readme_prune_and_custom_pruner_examples_run(tmp_path: Path) -> None:
 def test_readme_python_blocks_run_as_written(tmp_path: Path) -> None:
     done = _run("\n".join(python_blocks()), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_readme_regression_steps_are_what_make_regression_runs() -> None:
+    """The shell block of "Predicting accuracy drops ..." says `make regression` (= `paizoo
+    regress rebuild`) is the steps below it: its `regress build` lines must build every
+    rebuild source (store, dataset, table), `eval` and `train` must read all those tables, and
+    every `paizoo regress` line must parse. (The block used to build, evaluate and train on
+    the multi-architecture table alone, while the shipped predictor pools two.)"""
+    import shlex
+
+    from paizoo.cli import build_parser
+    from paizoo.regression.rebuild import DEFAULT_PREDICTOR, DEFAULT_REPORT, DEFAULT_SOURCES
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Predicting accuracy drops", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [re.sub(r"\s+#.*$", "", ln) for ln in block.replace("\\\n", " ").splitlines()]
+    variables = dict(re.findall(r'^(\w+)="([^"]*)"$', block, flags=re.M))
+    loop = re.search(r"for (\w+) in ([^;]+); do", block)  # one loop variable at most
+    parser = build_parser()
+    builds, evals, trains = set(), [], []
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("paizoo regress"):
+            continue
+        expanded = [line]
+        if loop and f"${loop.group(1)}" in line:
+            expanded = [line.replace(f"${loop.group(1)}", v) for v in loop.group(2).split()]
+        for cmd in expanded:
+            for name, val in variables.items():
+                cmd = cmd.replace(f"${name}", val)
+            args = parser.parse_args(shlex.split(cmd)[1:])
+            if args.regress_command == "build":
+                builds.add((args.db, tuple(args.dataset or ()), args.out))
+            elif args.regress_command == "eval":
+                evals.append((sorted(args.table), args.out))
+            elif args.regress_command == "train":
+                trains.append((sorted(args.table), args.out))
+    assert builds == {(s.store, (s.dataset,), s.table) for s in DEFAULT_SOURCES}
+    tables = sorted(s.table for s in DEFAULT_SOURCES)
+    assert evals == [(tables, DEFAULT_REPORT)]
+    assert trains == [(tables, DEFAULT_PREDICTOR)]
