@@ -974,3 +974,14 @@ def test_cli_regress_out_in_a_missing_folder_is_refused_first(argv, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--out {out}: the folder {out.parent} does not exist" in err[0]
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"sparsities": [0.9, 0.90]}, r"each sparsity once.*\[0\.9, 0\.9\]"),
+    ({"seeds": [0, 0]}, r"each seed once.*\[0, 0\]"),
+    ({"seeds": []}, r"each seed once, at least one"),
+])
+def test_rank_pruners_refuses_repeated_sparsities_or_seeds(kwargs, match) -> None:
+    """--sparsities 0.9,0.90 pruned and measured every mask twice, and the title counted two
+    sparsities over a table of one column; --seeds 0,0 averaged a seed with itself."""
+    _refused_before_pruning(match, mlp_factory, **kwargs)

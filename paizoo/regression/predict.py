@@ -321,6 +321,11 @@ def rank_pruners(
 
     if not pruners or not sparsities:
         raise RegressionError("give at least one pruner and one sparsity")
+    for what, values in (("sparsity", [round(float(v), 9) for v in sparsities]),
+                         ("seed", [int(v) for v in seeds])):
+        if not values or len(set(values)) != len(values):
+            raise RegressionError(f"give each {what} once, at least one: got "
+                                  f"{list(sparsities if what == 'sparsity' else seeds)}")
     if isinstance(model, nn.Module):
         raise RegressionError(
             f"model= is a {type(model).__name__} instance, not a factory: each pruner, "
