@@ -985,3 +985,14 @@ def test_rank_pruners_refuses_repeated_sparsities_or_seeds(kwargs, match) -> Non
     """--sparsities 0.9,0.90 pruned and measured every mask twice, and the title counted two
     sparsities over a table of one column; --seeds 0,0 averaged a seed with itself."""
     _refused_before_pruning(match, mlp_factory, **kwargs)
+
+
+def test_rank_pruners_refuses_num_classes_other_than_the_datasets() -> None:
+    """num_classes=100 with a 2-class dataset won silently (a zoo model with 100 outputs,
+    pruned with the dataset's 2-class batches)."""
+    from paizoo.data import dataset_info
+
+    assert dataset_info("synthetic:1x4x4:2").num_classes == 2
+    _refused_before_pruning(r"num_classes 100 is not dataset 'synthetic:1x4x4:2'.s 2",
+                            mlp_factory, dataset="synthetic:1x4x4:2", input_shape=None,
+                            num_classes=100)

@@ -44,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset (input shape, classes, and data for data-driven pruners)")
     p.add_argument("--input-shape", type=parse_shape, default=None,
                    help="one sample's shape when no --dataset is given, e.g. 1,28,28")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of a paizoo/timm/torchvision model when no --dataset is given "
+                        "(default 10)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
     p.add_argument("--sparsities", type=_floats, required=True, help="e.g. 0.9,0.98,0.995")
     p.add_argument("--pruners", type=_names, required=True,

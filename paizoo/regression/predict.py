@@ -299,6 +299,8 @@ def rank_pruners(
         dataset: dataset name: gives ``input_shape``/``num_classes`` and the pruning batches of
             data-driven pruners; or pass ``input_shape`` (and ``data``) yourself (an
             ``input_shape`` other than the dataset's is refused unless ``data`` is given).
+        num_classes: the classes of a model given by name when no ``dataset`` is given
+            (default 10); with a dataset, refused unless it is the dataset's.
         data: ``(inputs, targets)`` batches for data-driven pruners (overrides ``dataset``).
         model_options: keyword arguments of a model given by name (e.g.
             ``{"input_size": 8}``); refused with a factory (set them in it).
@@ -372,6 +374,11 @@ def rank_pruners(
                 "data-driven pruners are given: give the dataset alone (it sets the shape), or "
                 "input_shape alone (paizoo rank: --dataset or --input-shape)")
         input_shape = input_shape or tuple(info.input_shape)
+        if data is None and num_classes is not None and num_classes != info.num_classes:
+            raise RegressionError(
+                f"num_classes {num_classes} is not dataset {dataset!r}'s {info.num_classes}: "
+                "give the dataset alone (it sets the classes), or num_classes alone "
+                "(paizoo rank: --dataset or --num-classes)")
         num_classes = num_classes or info.num_classes
     if input_shape is None:
         raise RegressionError(
