@@ -261,6 +261,14 @@ def test_evaluate_and_report(table: pd.DataFrame, tmp_path) -> None:
                    "### Model: ridge", "seed noise of the actual ranks"):
         assert needle in text
     assert (tmp_path / "regression.png").stat().st_size > 10_000
+    # the two rank tables name the same quantities alike (one had snake_case headers)
+    heads = [line for line in text.splitlines() if line.startswith("| predictions |")
+             or line.startswith("| held-out pruner | contexts |")]
+    assert len(heads) == 2
+    quantities = ("τ per sparsity", "RBO per sparsity", "τ mean ranking", "RBO mean ranking")
+    for head in heads:
+        assert [c.strip() for c in head.strip("|").split("|")][1:6] == ["contexts",
+                                                                        *quantities]
 
 
 @pytest.mark.parametrize("random_state, max_cells", [(0, 4_000_000), (7, 2000)])

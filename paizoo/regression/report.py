@@ -135,6 +135,13 @@ def _pairs_table(pairs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: the column headers of :func:`ranking_summary` in the report, as in the rankings table
+SUMMARY_HEADERS = {"held_out": "held-out pruner", "tau_per_sparsity": "τ per sparsity",
+                   "rbo_per_sparsity": "RBO per sparsity", "tau_mean_ranking": "τ mean ranking",
+                   "rbo_mean_ranking": "RBO mean ranking", "rank_predicted": "rank predicted",
+                   "rank_actual": "rank actual"}
+
+
 def _context_order(ranking: pd.DataFrame) -> str:
     """The (dataset, model, config) contexts of the mean-over-sparsities rows of ``ranking``,
     in their order (that of the ``/``-joined ranks of :func:`ranking_summary`), named by model,
@@ -364,7 +371,7 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             "rank (one value per (dataset, model, training config), in the order "
             f"{_context_order(ev.ranking)}; '-' where it has no runs). "
             "`(all unseen)`: every pruner predicted by the model that did not see it.", "",
-            markdown_table(summary), "",
+            markdown_table(summary.rename(columns=SUMMARY_HEADERS)), "",
         ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
