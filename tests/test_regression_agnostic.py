@@ -996,3 +996,17 @@ def test_rank_pruners_refuses_num_classes_other_than_the_datasets() -> None:
     _refused_before_pruning(r"num_classes 100 is not dataset 'synthetic:1x4x4:2'.s 2",
                             mlp_factory, dataset="synthetic:1x4x4:2", input_shape=None,
                             num_classes=100)
+
+
+def test_rank_pruners_takes_one_pruner_sparsity_or_seed_alone() -> None:
+    """rank_pruners(f, "synflow", 0.9) iterated the name's letters ('unknown pruner s') and
+    the float (a TypeError); alone they mean one-element lists."""
+    from paizoo.regression import rank_pruners
+
+    one = rank_pruners(mlp_factory, "magnitude", np.float64(0.5), seeds=np.int64(1),
+                       input_shape=(1, 4, 4),
+                       progress=False)
+    listed = rank_pruners(mlp_factory, ["magnitude"], [0.5], seeds=[1], input_shape=(1, 4, 4),
+                          progress=False)
+    pd.testing.assert_frame_equal(one.ranking, listed.ranking)
+    assert one.rows["seed"].tolist() == [1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,8 +268,8 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
 
 def rank_pruners(
     model: str | ModelFactory,
-    pruners: Sequence[str],
-    sparsities: Sequence[float],
+    pruners: str | Sequence[str],
+    sparsities: float | Sequence[float],
     *,
     predictor: Predictor | None = None,
     dataset: str | None = None,
@@ -276,7 +277,7 @@ def rank_pruners(
     num_classes: int | None = None,
     data: object = None,
     data_root: str | None = None,
-    seeds: Sequence[int] = (0,),
+    seeds: int | Sequence[int] = (0,),
     model_options: Mapping[str, Any] | None = None,
     pruner_options: Mapping[str, Mapping[str, Any]] | None = None,
     metrics_fn: MetricsFn | None = None,
@@ -292,8 +293,11 @@ def rank_pruners(
         model: a model name for :func:`paizoo.models.create_model`, or ``factory(seed)``
             returning a new ``nn.Module`` (not a module instance: each mask is of a freshly
             initialised model).
-        pruners: pruner names (``"snip"``, ``"mypkg:MyPruner"``, ...).
-        sparsities: fractions of weights removed.
+        pruners: pruner names (``"snip"``, ``"mypkg:MyPruner"``, ...); one name alone is one
+            pruner.
+        sparsities: fractions of weights removed (one number alone is one sparsity).
+        seeds: seeds of model initialisation and pruning (one int alone is one seed); the
+            predicted drops are averaged over them.
         predictor: a loaded :class:`~paizoo.regression.persistence.Predictor`; default: the
             one shipped with paizoo (:func:`~paizoo.regression.persistence.load_predictor`).
         dataset: dataset name: gives ``input_shape``/``num_classes`` and the pruning batches of
@@ -321,6 +325,10 @@ def rank_pruners(
     from ..api import prune
     from ..pruners import get_pruner_class
 
+    # one pruner, sparsity or seed may be given alone (a string is one name, not its letters)
+    pruners = [pruners] if isinstance(pruners, str) else list(pruners)
+    sparsities = [sparsities] if isinstance(sparsities, numbers.Real) else list(sparsities)
+    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
     if not pruners or not sparsities:
         raise RegressionError("give at least one pruner and one sparsity")
     for what, values in (("sparsity", [round(float(v), 9) for v in sparsities]),
