@@ -1010,3 +1010,7 @@ def test_rank_pruners_takes_one_pruner_sparsity_or_seed_alone() -> None:
                           progress=False)
     pd.testing.assert_frame_equal(one.ranking, listed.ranking)
     assert one.rows["seed"].tolist() == [1]
+
+
+def test_rank_pruners_refuses_a_seed_that_is_not_an_integer() -> None:
+    _refused_before_pruning(r"seeds must be integers, got \[0\.5\]", mlp_factory, seeds=[0.5])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import operator
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,8 +328,13 @@ def rank_pruners(
 
     # one pruner, sparsity or seed may be given alone (a string is one name, not its letters)
     pruners = [pruners] if isinstance(pruners, str) else list(pruners)
-    sparsities = [sparsities] if isinstance(sparsities, numbers.Real) else list(sparsities)
-    seeds = [seeds] if isinstance(seeds, numbers.Integral) else list(seeds)
+    sparsities = [float(v) for v in ([sparsities] if isinstance(sparsities, numbers.Real)
+                                     else sparsities)]
+    try:
+        seeds = [operator.index(v) for v in ([seeds] if isinstance(seeds, numbers.Integral)
+                                             else seeds)]
+    except TypeError as exc:
+        raise RegressionError(f"seeds must be integers, got {seeds!r}") from exc
     if not pruners or not sparsities:
         raise RegressionError("give at least one pruner and one sparsity")
     for what, values in (("sparsity", [round(float(v), 9) for v in sparsities]),
