@@ -335,13 +335,11 @@ def rank_pruners(
                                              else seeds)]
     except TypeError as exc:
         raise RegressionError(f"seeds must be integers, got {seeds!r}") from exc
-    if not pruners or not sparsities:
-        raise RegressionError("give at least one pruner and one sparsity")
-    for what, values in (("sparsity", [round(float(v), 9) for v in sparsities]),
-                         ("seed", [int(v) for v in seeds])):
-        if not values or len(set(values)) != len(values):
-            raise RegressionError(f"give each {what} once, at least one: got "
-                                  f"{list(sparsities if what == 'sparsity' else seeds)}")
+    if not pruners or not sparsities or not seeds:
+        raise RegressionError("give at least one pruner, one sparsity and one seed")
+    for what, values in (("sparsity", sparsities), ("seed", seeds)):
+        if len({round(v, 9) for v in values}) != len(values):
+            raise RegressionError(f"give each {what} once: got {values}")
     if isinstance(model, nn.Module):
         raise RegressionError(
             f"model= is a {type(model).__name__} instance, not a factory: each pruner, "
