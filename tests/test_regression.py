@@ -261,6 +261,14 @@ def test_evaluate_and_report(table: pd.DataFrame, tmp_path) -> None:
                    "### Model: ridge", "seed noise of the actual ranks"):
         assert needle in text
     assert (tmp_path / "regression.png").stat().st_size > 10_000
+    # the answer to "will the order transfer to my model?" sits under the lead table, and
+    # quotes the rankings table's architecture-unseen row
+    row = next(line for line in text.splitlines()
+               if line.startswith("| architecture unseen, pruners seen"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    line = next(line for line in text.splitlines() if line.startswith("- will the pruners'"))
+    assert f"Kendall τ {cells[4]} between" in line and f", {cells[2]} per sparsity" in line
+    assert text.index(line) < text.index("## Held-out pruner on a held-out architecture")
     # the two rank tables name the same quantities alike (one had snake_case headers)
     heads = [line for line in text.splitlines() if line.startswith("| predictions |")
              or line.startswith("| held-out pruner | contexts |")]

@@ -197,6 +197,20 @@ def _unseen_rows(ev: Evaluation) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _transfer_text(unseen: pd.DataFrame) -> list[str]:
+    """The line that answers "will the ranking transfer to my model?" for pruners of the
+    training data: the first rankings row (architecture unseen), next to the goals."""
+    row = unseen[unseen["predictions"] == LOAO_RANKING] if len(unseen) else unseen
+    if not len(row):
+        return []
+    r = row.iloc[0]
+    return [f"- will the pruners' order transfer to a new architecture? With the architecture "
+            f"held out and the pruners seen (what `paizoo rank` does on your model), Kendall τ "
+            f"{r['τ mean ranking']:.3f} between the predicted and actual ranking by drop "
+            f"averaged over sparsities, {r['τ per sparsity']:.3f} per sparsity (the ρ above "
+            "is over the runs of every sparsity, mostly their order by sparsity)"]
+
+
 def per_architecture(ev: Evaluation) -> pd.DataFrame:
     """Leave-one-architecture-out scores of the main set, per held-out architecture."""
     key = (ev.best, "loao", ev.model)
@@ -297,7 +311,8 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
     else:
         lines += ["The table has a single architecture: no leave-one-architecture-out scores.",
                   ""]
-    lines += [*goals_text(ev), ""]
+    unseen = _unseen_rows(ev)
+    lines += [*goals_text(ev), *_transfer_text(unseen), ""]
     per = per_architecture(ev)
     if len(per):
         lines += [f"Per held-out architecture ({ev.best}, leave one architecture out; ρ within "
@@ -319,7 +334,6 @@ def write_report(ev: Evaluation, path: str | os.PathLike, *, plot_path: str | os
             f"{(ev.pairs['abs_error'] == 0).mean():.0%} of the cells, within one in "
             f"{(ev.pairs['abs_error'] <= 1).mean():.0%}).", "",
             markdown_table(_pairs_table(ev.pairs)), ""]
-    unseen = _unseen_rows(ev)
     if len(unseen):
         lines += [
             "## Rankings of the pruners on an architecture", "",
