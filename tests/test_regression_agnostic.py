@@ -1014,3 +1014,23 @@ def test_rank_pruners_takes_one_pruner_sparsity_or_seed_alone() -> None:
 
 def test_rank_pruners_refuses_a_seed_that_is_not_an_integer() -> None:
     _refused_before_pruning(r"seeds must be integers, got \[0\.5\]", mlp_factory, seeds=[0.5])
+
+
+def test_validity_notes_name_an_input_shape_outside_the_training_data() -> None:
+    """The predictor records its datasets' input shapes (printed in its validity domain), but a
+    request at another size (timm resnet18 at 3x224x224 against a 1x28x28 corpus) had no note."""
+    from paizoo.regression import Predictor
+    from paizoo.regression.predict import validity_notes
+
+    pred = Predictor(AccuracyDropRegressor(), info={"trained_on": {
+        "models": ["m"], "datasets": ["a", "b"], "input_shapes": {"a": [1, 28, 28], "b": None}}})
+
+    def notes(shape):  # type: ignore[no-untyped-def]
+        return [n for n in validity_notes(pred, dataset=None, model="m", sparsities=[0.5],
+                                          pruners=[], split="lopo", input_shape=shape)
+                if n.startswith("input shape")]
+
+    assert notes((1, 28, 28)) == [] and notes(None) == []
+    assert notes((3, 32, 32)) == ["input shape 3x32x32 is none of the training data's "
+                                  "(1x28x28): the masks' metrics and the drops extrapolate to "
+                                  "another input size"]

@@ -223,9 +223,11 @@ def applicable_split(predictor: Predictor, model: str,
 
 def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
                    sparsities: Sequence[float], pruners: Sequence[str],
-                   split: str | None = None) -> list[str]:
+                   split: str | None = None,
+                   input_shape: Sequence[int] | None = None) -> list[str]:
     """Where the request leaves the predictor's training data (its range of validity);
-    ``split``: the one that applies (default: :func:`applicable_split` by name)."""
+    ``split``: the one that applies (default: :func:`applicable_split` by name);
+    ``input_shape``: one sample's shape, compared with the training datasets' shapes."""
     on = predictor.info.get("trained_on", {})
     notes = []
     if not on:
@@ -233,6 +235,11 @@ def validity_notes(predictor: Predictor, *, dataset: str | None, model: str,
     if dataset is not None and on.get("datasets") and dataset not in on["datasets"]:
         notes.append(f"dataset {dataset!r} is not in the predictor's training data "
                      f"({', '.join(on['datasets'])}); predictions extrapolate")
+    shapes = [tuple(v) for v in (on.get("input_shapes") or {}).values() if v]
+    if input_shape is not None and shapes and tuple(input_shape) not in shapes:
+        notes.append(f"input shape {'x'.join(map(str, input_shape))} is none of the training "
+                     f"data's ({', '.join('x'.join(map(str, v)) for v in sorted(set(shapes)))})"
+                     ": the masks' metrics and the drops extrapolate to another input size")
     if on.get("models") and model not in on["models"]:
         notes.append(f"model {model!r} is in no training table: the leave-one-architecture-out "
                      "error and intervals apply")
@@ -510,7 +517,7 @@ def rank_pruners(
              + f", seed(s) {', '.join(map(str, seeds))} - predicted, nothing trained")
     notes = ([domain_note] if domain_note else []) + validity_notes(
         predictor, dataset=dataset, model=model_name, sparsities=sparsities, pruners=labels,
-        split=split) + collapse_notes
+        split=split, input_shape=input_shape) + collapse_notes
     if missing:
         notes.append(f"{len(missing)} of the predictor's {len(est.feature_names_in_)} feature "
                      f"columns are not defined for this model (e.g. {', '.join(missing[:3])}) "
