@@ -76,8 +76,9 @@ class Predictor:
                     f"{scores.get('rank_tau_per_sparsity', float('nan')):.3f} per sparsity")
             else:
                 lines.append(f"  pruner order ({split}): not recorded in this predictor "
-                             "(see leaderboards/regression.md, 'Rankings of the pruners'; "
-                             "retrained with this paizoo it records it)")
+                             "(retrained with this paizoo it records it; for the shipped one "
+                             "see leaderboards/regression.md, 'Rankings of the pruners on an "
+                             "architecture')")
         on = self.info.get("trained_on", {})
         if on:
             sp = on.get("sparsity_range", [None, None])
