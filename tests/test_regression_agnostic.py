@@ -1034,3 +1034,20 @@ def test_validity_notes_name_an_input_shape_outside_the_training_data() -> None:
     assert notes((3, 32, 32)) == ["input shape 3x32x32 is none of the training data's "
                                   "(1x28x28): the masks' metrics and the drops extrapolate to "
                                   "another input size"]
+
+
+def test_rank_pruners_checks_every_sparsity_before_any_mask() -> None:
+    """[0.5, 1.5]: the masks and metrics at 0.5 were computed before 1.5 failed in prune."""
+    from paizoo.errors import SparsityError
+    from paizoo.regression import rank_pruners
+
+    calls = []
+
+    def metrics_fn(model, mask, shape, groups):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return {}
+
+    with pytest.raises(SparsityError, match=r"sparsity=1\.5 is out of range"):
+        rank_pruners(mlp_factory, ["magnitude"], [0.5, 1.5], input_shape=(1, 4, 4),
+                     metrics_fn=metrics_fn, progress=False)
+    assert calls == []

@@ -34,7 +34,7 @@ from ..diagnostics import OffTargetWarning
 from ..masks import LayerCollapseWarning, Mask
 from ..progress import round_progress
 from ..pruners.registry import allowing_off_target
-from ..sparsity import off_target
+from ..sparsity import off_target, resolve_density
 from .agnostic import agnostic_features, is_agnostic_column, layout_of
 from .build import config_label
 from .conformal import DEFAULT_COVERAGE, Calibration, feasible_drop_range, overlapping
@@ -344,6 +344,8 @@ def rank_pruners(
         raise RegressionError(f"seeds must be integers, got {seeds!r}") from exc
     if not pruners or not sparsities or not seeds:
         raise RegressionError("give at least one pruner, one sparsity and one seed")
+    for s in sparsities:  # all of them before any mask (the pruners check each in turn)
+        resolve_density(sparsity=s)
     for what, values in (("sparsity", sparsities), ("seed", seeds)):
         if len({round(v, 9) for v in values}) != len(values):
             raise RegressionError(f"give each {what} once: got {values}")
