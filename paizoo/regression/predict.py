@@ -344,8 +344,8 @@ def rank_pruners(
         raise RegressionError(f"seeds must be integers, got {seeds!r}") from exc
     if not pruners or not sparsities or not seeds:
         raise RegressionError("give at least one pruner, one sparsity and one seed")
-    for s in sparsities:  # all of them before any mask (the pruners check each in turn)
-        resolve_density(sparsity=s)
+    for sparsity in sparsities:  # all of them before any mask (prune checks each in turn)
+        resolve_density(sparsity=sparsity)
     for what, values in (("sparsity", sparsities), ("seed", seeds)):
         if len({round(v, 9) for v in values}) != len(values):
             raise RegressionError(f"give each {what} once: got {values}")
