@@ -63,10 +63,17 @@ class RankResult:
     """The outcome of :func:`rank_pruners`.
 
     Attributes:
-        rows: one row per (pruner, sparsity, seed): identifiers, metrics, ``predicted_drop``.
+        rows: one row per (pruner, sparsity, seed): identifiers, metrics, ``predicted_drop``
+            and, with a calibration, ``predicted_low`` / ``predicted_high``.
         ranking: one row per pruner, best first: predicted drop (points) per sparsity (mean
-            over seeds), ``mean`` over sparsities, and ``rank``.
+            over seeds), ``mean`` over sparsities, and ``rank``; with a calibration ``low`` /
+            ``high`` (the per-mask interval bounds averaged like the drops) and ``tied_with``
+            (the ranks of the pruners whose intervals overlap, comma-separated).
+        predictor: the predictor used; title: the first line of :meth:`format`.
         notes: warnings about the predictor's range of validity.
+        split: the split whose error and calibration apply (``"lopo"`` or ``"loao"``).
+        coverage: the intervals' coverage, ``None`` without a calibration (no intervals).
+        drop_range: the feasible drops predictions and bounds were clipped to.
     """
 
     rows: pd.DataFrame
