@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=_ints, default=[0],
                    help="seeds of model init and pruning; drops are averaged (default 0)")
     p.add_argument("--model-option", "-m", action="append", metavar="KEY=VALUE",
-                   help="model option, e.g. -m input_size=8 (repeatable)")
+                   help="option of a paizoo/timm/torchvision model, e.g. -m input_size=8 "
+                        "(repeatable; a module:function sets its own)")
     p.add_argument("--option", "-o", action="append", metavar="PRUNER.KEY=VALUE",
                    help="pruner option, e.g. -o synflow.rounds=10 (repeatable)")
     p.add_argument("--allow-missing", action="store_true",
