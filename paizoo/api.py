@@ -45,7 +45,8 @@ def prune(
         input_shape: one sample's shape without batch dimension, for data-free pruners that feed
             an input (SynFlow); read from ``data`` when omitted.
         apply: also apply the mask to ``model`` in the ``torch.nn.utils.prune`` convention.
-        seed: seeds every random draw; the same seed gives the same mask bit for bit.
+        seed: seeds every random draw (a shuffling ``DataLoader``'s order included); the same
+            seed gives the same mask bit for bit.
         include / exclude: glob patterns on parameter names; ``include`` narrows the covered
             weights to the matching names and may add any other parameter, ``exclude`` always
             wins (see :mod:`paizoo.params`).

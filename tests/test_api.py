@@ -125,6 +125,29 @@ def test_prune_leaves_model_unchanged(pruner: str | paizoo.Pruner) -> None:
     assert not paizoo.reparam.is_masked(model)
 
 
+def test_a_shuffling_dataloader_is_read_under_the_seed() -> None:
+    """A ``DataLoader(shuffle=True)`` draws its order from the global RNG: pruning reads it
+    under ``seed``, so the caller's RNG is untouched and the mask is the one of the batches the
+    loader yields after ``torch.manual_seed(seed)`` (batch-norm in train mode makes the SNIP
+    scores depend on how the samples are grouped into batches)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, 8, 8, generator=gen), torch.randint(0, 4, (32,), generator=gen)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    model = Net()
+    torch.manual_seed(5)
+    rng = torch.random.get_rng_state()
+    mask = paizoo.prune(model, "snip", sparsity=0.8, data=loader, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert paizoo.prune(model, "snip", sparsity=0.8, data=loader, seed=3) == mask
+    torch.manual_seed(3)
+    seeded = list(loader)
+    assert paizoo.prune(model, "snip", sparsity=0.8, data=seeded, seed=3) == mask
+    torch.manual_seed(4)  # another order: another mask, so the equalities above say something
+    assert paizoo.prune(model, "snip", sparsity=0.8, data=list(loader), seed=3) != mask
+
+
 def test_prune_apply_true_masks_the_model() -> None:
     model = Net()
     mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)

@@ -183,10 +183,16 @@ class Pruner(ABC):
         :mod:`paizoo.progress` (a bar on a terminal, a line every 10 s with an ETA elsewhere,
         for multi-round pruners). Every round keeps a weight in each slice of a weight-normed
         weight's ``v`` (see :func:`paizoo.sparsity.select`, ``keep_one``), so the mask applies.
+        ``data`` is read under ``seed`` as well: a shuffling ``DataLoader`` yields the same
+        batches for the same seed, and the global RNG state is left as it was.
         """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
-        batches = self._check_data(data)
+        # a shuffling DataLoader draws its order from the global RNG: iterate it under ``seed``
+        # too, so that the same seed reads the same batches and the caller's RNG is untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            batches = self._check_data(data)
         if input_shape is None and batches is not None:
             input_shape = tuple(batches[0][0].shape[1:])
         if self.requires_input_shape and input_shape is None:
