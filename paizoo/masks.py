@@ -360,6 +360,13 @@ class Mask(Mapping[str, torch.Tensor]):
             order = []
         if isinstance(order, list) and sorted(order) == sorted(tensors):
             tensors = {n: tensors[n] for n in order}  # the mask's own order (safetensors sorts)
+        for name, t in tensors.items():  # in memory an integer tensor's nonzeros are kept; a
+            # file holds 0/1 (uint8) or bool, and other integers are scores or counts, not a mask
+            if t.dtype != torch.bool and not bool(((t == 0) | (t == 1)).all()):
+                raise MaskFileError(
+                    f"{path} is not a paizoo mask: entry {name!r} ({t.dtype}) has values other "
+                    "than 0 and 1 (scores or counts?); a mask file holds 0/1 per weight, as "
+                    "Mask.save and `paizoo prune --out` write it")
         try:
             mask = cls(tensors)
         except (TypeError, ValueError) as exc:

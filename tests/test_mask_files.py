@@ -96,6 +96,24 @@ def test_a_corrupt_file_is_a_paizoo_error_naming_it(tmp_path, damage):
         Mask.load(tmp_path / "nothing.safetensors")
 
 
+@pytest.mark.parametrize("values", [torch.tensor([[0, 2], [1, 1]], dtype=torch.uint8),
+                                    torch.tensor([[3, 0], [1, 2]]),  # int64 ranks
+                                    torch.tensor([[1, 0], [-1, 1]], dtype=torch.int8)])
+def test_a_file_of_integers_other_than_0_and_1_is_not_a_mask(tmp_path, values):
+    """Mask.save writes 0/1 bytes; integers outside {0, 1} in a file are scores, ranks or
+    counts, which "nonzero = kept" would silently turn into a mask (the documented
+    MaskFileError for values other than 0/1 held for floats only)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "ranks.safetensors"
+    save_file({"w": values}, str(path))
+    with pytest.raises(MaskFileError, match=rf"{path} is not a paizoo mask: entry 'w'.*other "
+                                            "than 0 and 1"):
+        Mask.load(path)
+    save_file({"w": values.clamp(0, 1)}, str(path))  # the same file of 0/1 is a mask
+    assert Mask.load(path)["w"].tolist() == (values.clamp(0, 1) == 1).tolist()
+
+
 def test_mask_is_read_only():
     model = _net()
     mask = paizoo.prune(model, "magnitude", sparsity=0.5)
