@@ -80,3 +80,28 @@ def test_checks_leave_valid_pruning_bit_identical():
     torch.manual_seed(123)
     b = paizoo.prune(model, "snip", sparsity=0.9, data=_data(), seed=3)
     assert a == b and torch.equal(after_a, torch.rand(3))
+
+
+@pytest.mark.parametrize("pruner", ["synflow", "phew"])
+def test_data_free_pruners_take_a_float64_model(pruner):
+    """The input probe fed float32 zeros whatever the model's dtype, so a float64 model was
+    refused ("cannot take inputs of input_shape") before SynFlow or PHEW ran. Both compute in
+    a dtype of their own (SynFlow float64, PHEW from kernel norms), so the float64 copy of a
+    float32 model, which holds exactly its values, must get the float32 model's mask."""
+    options = {"rounds": 3} if pruner == "synflow" else {}
+    model = _lenet5()
+    mask = paizoo.prune(model, pruner, sparsity=0.9, input_shape=(1, 28, 28), **options)
+    double = _lenet5().double()
+    assert all(torch.equal(a.double(), b) for a, b in
+               zip(model.parameters(), double.parameters(), strict=True))
+    assert paizoo.prune(double, pruner, sparsity=0.9, input_shape=(1, 28, 28),
+                        **options) == mask
+
+
+def test_data_of_another_dtype_than_the_model_names_both_dtypes():
+    """Float32 data into a float64 model fails in the first layer; the message named the
+    input *shape* as the likely problem. It names the two dtypes and the casts instead."""
+    with pytest.raises(MissingDataError, match=r"inputs are torch.float32 but the model's "
+                                               r"parameters are torch.float64: cast the data "
+                                               r"\(inputs.to\(torch.float64\)\)"):
+        paizoo.prune(_lenet5().double(), "snip", sparsity=0.5, data=_data())

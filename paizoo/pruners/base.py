@@ -352,11 +352,13 @@ def probe_inputs(model: nn.Module, batches: list[Batch] | None,
     the rule of :func:`paizoo.pruners._tokens.takes_token_ids`; it must then take placeholder
     ids), or ``None`` when the data's inputs were fed (or nothing was)."""
     token_input: bool | None = None
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                 torch.get_default_dtype())
     if batches is not None:
         x = batches[0][0][:1]
         what = f"the data's inputs of shape {tuple(x.shape[1:])}"
-    elif input_shape is not None:
-        x = torch.zeros(1, *input_shape)
+    elif input_shape is not None:  # in the model's dtype, as the pruners feed it
+        x = torch.zeros(1, *input_shape, dtype=dtype)
         what = f"inputs of input_shape={tuple(input_shape)}"
         token_input = False
     else:
@@ -375,6 +377,11 @@ def probe_inputs(model: nn.Module, batches: list[Batch] | None,
             token_input = True
             out = model(token_placeholder(model, 1, tuple(input_shape), device))
     except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        if x.is_floating_point() and x.dtype != dtype:
+            raise MissingDataError(
+                f"{type(model).__name__} cannot take {what}: {' '.join(str(exc).split())}. "
+                f"The inputs are {x.dtype} but the model's parameters are {dtype}: cast the "
+                f"data (inputs.to({dtype})) or the model (model.to({x.dtype}))") from exc
         hint = ""
         if len(x.shape) > 2 and x.shape[1] == 1:
             hint = (f"; if {tuple(x.shape[1:])} includes a batch dimension, drop it: "
