@@ -51,7 +51,7 @@ def test_an_input_shape_with_a_batch_dimension_is_named():
         paizoo.prune(_lenet5(), "synflow", sparsity=0.5, input_shape=(1, 1, 28, 28))
 
 
-@pytest.mark.parametrize("shape", [(1, 0, 28), (1, -28, 28), (), (1.5, 28, 28)])
+@pytest.mark.parametrize("shape", [(1, 0, 28), (1, -28, 28), (), (1.5, 28, 28), 28, "1,28,28"])
 def test_non_positive_or_non_integer_input_shapes_are_refused(shape):
     with pytest.raises(MissingDataError, match="positive integers"):
         paizoo.prune(_lenet5(), "synflow", sparsity=0.5, input_shape=shape)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -329,15 +329,19 @@ def check_input_shape(input_shape: tuple[int, ...] | None) -> None:
     """One sample's shape: a non-empty sequence of positive integers (no batch dimension)."""
     if input_shape is None:
         return
-    shape = tuple(input_shape)
-    try:
-        positive = all(not isinstance(v, bool) and operator.index(v) > 0 for v in shape)
-    except TypeError:
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Iterable):
+        shape: object = input_shape  # e.g. 8 for (8,), or "3,32,32"
         positive = False
+    else:
+        shape = tuple(input_shape)
+        try:
+            positive = all(not isinstance(v, bool) and operator.index(v) > 0 for v in shape)
+        except TypeError:
+            positive = False
     if not shape or not positive:
         raise MissingDataError(
             f"input_shape={shape!r} must be one sample's shape without the batch dimension: "
-            "positive integers, e.g. (3, 32, 32)")
+            "a tuple of positive integers, e.g. (3, 32, 32), or (8,) for 8 features")
 
 
 @torch.no_grad()
