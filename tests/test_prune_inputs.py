@@ -105,3 +105,21 @@ def test_data_of_another_dtype_than_the_model_names_both_dtypes():
                                                r"parameters are torch.float64: cast the data "
                                                r"\(inputs.to\(torch.float64\)\)"):
         paizoo.prune(_lenet5().double(), "snip", sparsity=0.5, data=_data())
+
+
+@pytest.mark.parametrize("pruner", ["snip", "force", "iterative_snip", "prospr"])
+def test_targets_the_loss_cannot_take_are_named_with_the_fix(pruner):
+    """Float class labels (read from a CSV or numpy), targets of shape (B, 1) and fewer targets
+    than inputs raised cross-entropy's own error from inside scoring. Each is a
+    MissingDataError naming the shapes, the dtype and the fix; the fix it names (targets.long())
+    gives the mask of integer labels."""
+    x, y = _data()
+    for targets, detail in [(y.float(), r"\(20,\) \(torch.float32\)"),
+                            (y[:, None], r"\(20, 1\) \(torch.int64\)"),
+                            (y[:10], r"\(10,\) \(torch.int64\)")]:
+        with pytest.raises(MissingDataError, match=r"the pruning loss cannot take the model's "
+                                                   rf"output of shape \(20, 10\) and the data's "
+                                                   rf"targets of shape {detail}.*targets.long"):
+            paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, targets))
+    assert paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y.float().long())) == \
+        paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -30,7 +30,27 @@ def batch_loss(ctx: PruneContext, batch: Batch, temperature: float = 1.0) -> tor
             "wrap the model so that forward() returns the logits")
     if temperature != 1.0:
         out = out / temperature
-    return checked_loss(ctx.loss_fn(out, y.to(ctx.device)), y)
+    return compute_loss(ctx.loss_fn, out, y.to(ctx.device))
+
+
+def compute_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], object], out: torch.Tensor,
+                 targets: torch.Tensor) -> torch.Tensor:
+    """:func:`checked_loss` of ``loss_fn(out, targets)``; targets the loss cannot take (float
+    class labels, a wrong shape, another batch size than the inputs) are a
+    :class:`MissingDataError` naming the shapes and dtypes instead of the loss's own error."""
+    try:
+        loss = loss_fn(out, targets)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
+        raise MissingDataError(
+            f"the pruning loss cannot take the model's output of shape {tuple(out.shape)} and "
+            f"the data's targets of shape {tuple(targets.shape)} ({targets.dtype}): "
+            f"{' '.join(str(exc).split())}. With the default cross-entropy, targets are class "
+            "indices (torch.long, one per input: targets.long()) or class probabilities of "
+            "the output's shape; otherwise pass a loss_fn(logits, targets) that takes them"
+        ) from exc
+    return checked_loss(loss, targets)
 
 
 def checked_loss(loss: object, targets: torch.Tensor) -> torch.Tensor:

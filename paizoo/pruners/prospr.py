@@ -11,7 +11,7 @@ from torch.func import functional_call
 from ..batches import Batch
 from ..errors import UnsupportedLayerError
 from ..sparsity import Schedule
-from ._gradients import checked_loss
+from ._gradients import compute_loss
 from ._options import as_bool, as_float, as_int
 from ._second_order import swap_hard_activations, twice_differentiable
 from .base import LossFn, PruneContext, Pruner, Scope
@@ -74,7 +74,7 @@ def prospr_meta_gradient(
 
     def loss_at(weights: dict[str, torch.Tensor], k: int) -> torch.Tensor:
         x, y = batch(k)
-        return checked_loss(loss_fn(functional_call(model, {**weights, **buffers}, (x,)), y), y)
+        return compute_loss(loss_fn, functional_call(model, {**weights, **buffers}, (x,)), y)
 
     try:
         for k in range(steps):
