@@ -69,11 +69,22 @@ def stratified_sample(batches: Iterable[Batch], num_classes: int, per_class: int
 
     Stops as soon as every class is full (GraSP's sampling, Wang et al. 2020). Classes with fewer
     samples in the data contribute what there is.
+
+    Raises:
+        MissingDataError: a batch's targets are not class indices, one integer per input
+            (one-hot or soft targets, float labels, another length than the inputs).
     """
     counts = torch.zeros(num_classes, dtype=torch.long)
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     for x, y in batches:
+        if (y.dim() != 1 or y.shape[0] != x.shape[0] or y.dtype == torch.bool
+                or y.dtype.is_floating_point or y.dtype.is_complex):
+            raise MissingDataError(
+                f"sampling per class (GraSP) needs class-index targets, one integer per input, "
+                f"but a batch of {x.shape[0]} inputs has targets of shape {tuple(y.shape)} "
+                f"({y.dtype}); pass class indices of shape ({x.shape[0]},) "
+                "(targets.argmax(1) for one-hot targets, targets.long() for float labels)")
         y_cpu = y.detach().cpu().long()
         check_target_range(y_cpu, num_classes)
         for c in torch.unique(y_cpu).tolist():

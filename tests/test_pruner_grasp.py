@@ -133,6 +133,28 @@ def test_target_outside_output_width() -> None:
         paizoo.prune(model, "grasp", sparsity=0.5, data=(x, y))
 
 
+def test_targets_that_are_not_class_indices_are_refused() -> None:
+    """GraSP samples per class from class indices. One-hot targets were read as indices
+    (``nonzero(y == c)`` over a 2-D y picks rows with duplicates, every row for class 0) and
+    fewer targets than inputs silently dropped inputs: both gave a mask from a sample that is
+    not the stratified one. Both are refused; the class indices the message names
+    (``argmax(1)``) give the mask of the hand-made stratified sample of those indices."""
+    model, batches = tanh_net(), labelled_batches()
+    one_hot = [(x, F.one_hot(y, 4).double()) for x, y in batches]
+    with pytest.raises(MissingDataError, match=r"class-index targets.*shape \(8, 4\) "
+                                               r"\(torch.float64\).*argmax\(1\)"):
+        paizoo.prune(model, "grasp", sparsity=0.5, data=one_hot)
+    x, y = batches[0]
+    with pytest.raises(MissingDataError, match=r"batch of 8 inputs has targets of shape \(6,\)"):
+        paizoo.prune(model, "grasp", sparsity=0.5, data=(x, y[:6]))
+    indices = [(x, t.argmax(1)) for x, t in one_hot]
+    mask = paizoo.prune(model, "grasp", sparsity=0.5, data=indices, samples_per_class=2)
+    scores = reference_theta_hg(model, batches, per_class=2, num_classes=4, temperature=200.0)
+    flat = torch.cat([scores[n].flatten() for n in mask])
+    kept = torch.cat([mask[n].flatten() for n in mask])
+    assert flat[kept].min() >= flat[~kept].max()
+
+
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.9, 0.995])
 def test_exact_global_counts(sparsity: float) -> None:
     torch.manual_seed(0)
