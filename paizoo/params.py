@@ -446,6 +446,13 @@ def prunable_parameters(
         detail = ""
         if include is not None or exclude is not None:
             detail = f" after include={include!r} / exclude={exclude!r}"
+        one_d = [n for n, info in parameter_table(model).items() if info.param.dim() < 2
+                 and any(_matches(m, _as_patterns(include)) for m in (n, *info.aliases))]
+        if one_d:
+            shown = ", ".join(repr(n) for n in one_d[:3]) + (", ..." if len(one_d) > 3 else "")
+            detail += (f" (include matches the 1-D parameters {shown}, which a glob never "
+                       "selects: a bias or norm scale is pruned only when include= names it "
+                       f"exactly, e.g. include=[{one_d[0]!r}])")
         raise NoPrunableParametersError(
             f"{type(model).__name__} has no prunable parameter{detail}. paizoo prunes the weight "
             "of Conv1d/Conv2d/Conv3d/Linear modules (and their subclasses), and with cover= "

@@ -83,6 +83,23 @@ def test_include_narrows_extends_and_exclude_wins() -> None:
     assert list(mask) == ["pos", "fc.weight"]
 
 
+def test_an_include_glob_reaching_only_biases_says_to_name_them() -> None:
+    """``include="*.bias"`` selects nothing (a glob never reaches a 1-D parameter); the error
+    said to loosen the patterns. It names the biases it reached and the exact-name form,
+    which does prune them."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3), nn.Linear(3, 2))
+    with pytest.raises(paizoo.NoPrunableParametersError,
+                       match=r"include matches the 1-D parameters '0.bias', '1.bias', '2.bias', "
+                             r"which a glob never selects.*include=\['0.bias'\]"):
+        paizoo.prune(model, "magnitude", sparsity=0.5, include="*.bias")
+    with pytest.raises(paizoo.NoPrunableParametersError) as plain:
+        paizoo.prune(model, "magnitude", sparsity=0.5, include="nothing.*")
+    assert "1-D" not in str(plain.value)
+    names = ["0.bias", "2.bias"]  # the Linear biases (LayerNorm's starts at zero)
+    mask = paizoo.prune(model, "magnitude", sparsity=0.5, include=names)
+    assert list(mask) == names and mask.num_kept == 3  # floor(0.5 * 5 + 1/2)
+
+
 def test_coverage_warning_names_kinds_and_fraction() -> None:
     model = Mixed()
     total = sum(p.numel() for p in model.parameters())
