@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.utils.data
 
 from .errors import MissingDataError
 
@@ -26,6 +27,11 @@ def as_batches(data: object, max_batches: int | None = None) -> list[Batch]:
         raise MissingDataError(
             "data is a single tensor; data-driven pruners need targets too: pass (inputs, "
             "targets), a list of such pairs, or a DataLoader")
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, Iterable):
+        raise MissingDataError(
+            f"data is a {type(data).__name__} (a dataset of single samples), not batches; pass "
+            "DataLoader(dataset, batch_size=...) or paizoo.data.pruning_batches(dataset, "
+            "pruner, num_classes=...), which draws the batches the pruner needs")
     if not isinstance(data, Iterable):
         raise MissingDataError(
             f"data of type {type(data).__name__} is not iterable; pass (inputs, targets), a "

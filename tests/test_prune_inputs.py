@@ -123,3 +123,17 @@ def test_targets_the_loss_cannot_take_are_named_with_the_fix(pruner):
             paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, targets))
     assert paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y.float().long())) == \
         paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y))
+
+
+def test_a_dataset_instead_of_batches_names_the_dataloader():
+    """A TensorDataset (single samples) was "not iterable"; the message says it is a dataset and
+    names the DataLoader that batches it, which gives the mask of the same data as one pair."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _data()
+    with pytest.raises(MissingDataError, match=r"TensorDataset \(a dataset of single samples\)"
+                                               r".*DataLoader\(dataset, batch_size=...\)"):
+        paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=TensorDataset(x, y))
+    loader = DataLoader(TensorDataset(x, y), batch_size=len(x))
+    assert paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=loader) == \
+        paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=(x, y))
