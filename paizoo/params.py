@@ -453,6 +453,9 @@ def prunable_parameters(
             detail += (f" (include matches the 1-D parameters {shown}, which a glob never "
                        "selects: a bias or norm scale is pruned only when include= names it "
                        f"exactly, e.g. include=[{one_d[0]!r}])")
+        dense = coverage_of(model, (), exclude).summary() if include is None else ""
+        if dense:  # weights it has but the coverage leaves out: name them and their fix
+            detail += f"; {dense}"
         raise NoPrunableParametersError(
             f"{type(model).__name__} has no prunable parameter{detail}. paizoo prunes the weight "
             "of Conv1d/Conv2d/Conv3d/Linear modules (and their subclasses), and with cover= "

@@ -100,6 +100,37 @@ def test_an_include_glob_reaching_only_biases_says_to_name_them() -> None:
     assert list(mask) == names and mask.num_kept == 3  # floor(0.5 * 5 + 1/2)
 
 
+class RawWeights(nn.Module):
+    """Weights held as raw parameters, multiplied by hand (no Linear module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ws = nn.ParameterList([nn.Parameter(torch.randn(5, 4)),
+                                    nn.Parameter(torch.randn(2, 5))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x @ self.ws[0].T) @ self.ws[1].T
+
+
+def test_a_model_with_nothing_covered_names_its_weights_and_the_fix() -> None:
+    """A model whose weights are all outside the coverage (raw parameters, an LSTM alone) was
+    told to "check the model"; the error names those weights and the option that prunes them
+    (the CoverageWarning's line), and that option does prune them."""
+    torch.manual_seed(0)
+    with pytest.raises(paizoo.NoPrunableParametersError,
+                       match=r"other weights \(2 tensor\(s\), 100.00%: ws.0, ws.1; prune them "
+                             r"with include='<name>'\)"):
+        paizoo.prune(RawWeights(), "magnitude", sparsity=0.5)
+    mask = paizoo.prune(RawWeights(), "magnitude", sparsity=0.5, include=["ws.0", "ws.1"])
+    assert list(mask) == ["ws.0", "ws.1"] and mask.num_kept == 15  # floor(0.5 * 30 + 1/2)
+    with pytest.raises(paizoo.NoPrunableParametersError,
+                       match=r"recurrent weights .*weight_ih_l0, weight_hh_l0; prune them with "
+                             r"cover='recurrent'"):
+        paizoo.prune(nn.LSTM(4, 3), "magnitude", sparsity=0.5)
+    assert list(paizoo.prune(nn.LSTM(4, 3), "magnitude", sparsity=0.5, cover="recurrent")) == [
+        "weight_ih_l0", "weight_hh_l0"]
+
+
 def test_coverage_warning_names_kinds_and_fraction() -> None:
     model = Mixed()
     total = sum(p.numel() for p in model.parameters())
