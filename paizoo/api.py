@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from .masks import Mask
@@ -63,6 +64,9 @@ def prune(
         **config: pruner options (e.g. ``rounds=100``, ``scope="layer"``,
             ``distribution="erk"``).
 
+    Scoring (and ``apply``) run with autograd on whatever the caller's grad mode: a call inside
+    ``torch.no_grad()`` or ``torch.inference_mode()`` gives the same mask.
+
     Example::
 
         mask = paizoo.prune(model, "synflow", sparsity=0.99, input_shape=(3, 32, 32), apply=True)
@@ -75,9 +79,12 @@ def prune(
         instance = pruner
     else:
         instance = create_pruner(pruner, **config)
-    mask = instance.compute_mask(
-        model, target, data=data, input_shape=input_shape, seed=seed, include=include,
-        exclude=exclude, loss_fn=loss_fn, progress=progress, cover=cover)
-    if apply:
-        mask.apply(model)
+    # scoring differentiates the model, and the applied mask must train: both whatever the
+    # caller's grad mode (a call inside torch.no_grad() or torch.inference_mode())
+    with torch.inference_mode(False), torch.enable_grad():
+        mask = instance.compute_mask(
+            model, target, data=data, input_shape=input_shape, seed=seed, include=include,
+            exclude=exclude, loss_fn=loss_fn, progress=progress, cover=cover)
+        if apply:
+            mask.apply(model)
     return mask

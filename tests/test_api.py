@@ -148,6 +148,29 @@ def test_a_shuffling_dataloader_is_read_under_the_seed() -> None:
     assert paizoo.prune(model, "snip", sparsity=0.8, data=list(loader), seed=3) != mask
 
 
+@pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("pruner", ["snip", "synflow", "grasp"])
+def test_pruning_inside_no_grad_or_inference_mode(grad_mode, pruner) -> None:
+    """Called inside ``torch.no_grad()`` (an evaluation script), gradient pruners failed with
+    "the pruning loss does not depend on the model's weights" or autograd's raw error. They
+    give the mask of a call in the default mode, and a mask applied there trains outside it
+    with the pruned weights still exactly zero."""
+    data = (torch.randn(8, 3, 8, 8), torch.randint(0, 4, (8,)))
+    model = Net()
+    options = {"rounds": 2} if pruner == "synflow" else {}
+    expected = paizoo.prune(model, pruner, sparsity=0.7, data=data, **options)
+    with grad_mode():
+        assert paizoo.prune(model, pruner, sparsity=0.7, data=data, **options) == expected
+        paizoo.prune(model, pruner, sparsity=0.7, data=data, apply=True, **options)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    nn.functional.cross_entropy(model(data[0]), data[1]).backward()
+    optimizer.step()
+    model(data[0])  # the hooks recompute the masked weights
+    assert Mask.from_model(model) == expected
+    for name, keep in expected.items():
+        assert bool((model.get_submodule(name.rsplit(".", 1)[0]).weight[~keep] == 0).all())
+
+
 def test_prune_apply_true_masks_the_model() -> None:
     model = Net()
     mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)

@@ -255,7 +255,7 @@ class Pruner(ABC):
             num_rounds=self.rounds, loss_fn=loss_fn or F.cross_entropy,
         )
         cuda_devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda_devices):
+        with torch.random.fork_rng(devices=cuda_devices), torch.enable_grad():  # even in no_grad
             if self.requires_data or self.requires_input_shape:  # this pruner feeds inputs
                 ctx.token_input = probe_inputs(work, batches, ctx.input_shape, device)
             torch.manual_seed(seed)
