@@ -57,11 +57,14 @@ def apply_mask(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:
     for name, keep in mask.items():  # refuse before changing anything
         for module, attr in uses[id(by_name[name])]:
             _check_weight_norm_rows(module, attr, keep, name)
-    for name, keep in mask.items():
-        param = by_name[name]
-        for module, attr in uses[id(param)]:
-            torch_prune.custom_from_mask(module, attr,
-                                         keep.to(device=param.device, dtype=param.dtype))
+    # masks made inside torch.inference_mode() would be inference tensors, which the forward
+    # pre-hook cannot multiply into a weight that trains afterwards
+    with torch.inference_mode(False):
+        for name, keep in mask.items():
+            param = by_name[name]
+            for module, attr in uses[id(param)]:
+                torch_prune.custom_from_mask(module, attr,
+                                             keep.to(device=param.device, dtype=param.dtype))
     _refresh_hooks_for_direct_weight_readers(model)
     return model
 

@@ -171,6 +171,27 @@ def test_pruning_inside_no_grad_or_inference_mode(grad_mode, pruner) -> None:
         assert bool((model.get_submodule(name.rsplit(".", 1)[0]).weight[~keep] == 0).all())
 
 
+def test_mask_applied_inside_inference_mode_trains_outside() -> None:
+    """``mask.apply`` inside ``torch.inference_mode()`` stored inference-tensor masks, and the
+    first training forward outside failed ("Inference tensors cannot be saved for
+    backward"). The applied model trains, the pruned weights stay exactly zero and the kept
+    ones move."""
+    model = Net()
+    mask = paizoo.prune(model, "magnitude", sparsity=0.7)
+    with torch.inference_mode():
+        mask.apply(model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model(x)
+    for name, keep in mask.items():
+        module = model.get_submodule(name.rsplit(".", 1)[0])
+        assert bool((module.weight[~keep] == 0).all())
+        moved = module.weight_orig.detach() != before[name.replace("weight", "weight_orig")]
+        assert bool(moved[keep].any())
+
+
 def test_prune_apply_true_masks_the_model() -> None:
     model = Net()
     mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)
