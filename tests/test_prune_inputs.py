@@ -137,3 +137,42 @@ def test_a_dataset_instead_of_batches_names_the_dataloader():
     loader = DataLoader(TensorDataset(x, y), batch_size=len(x))
     assert paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=loader) == \
         paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=(x, y))
+
+
+class _LogitsAndFeatures(nn.Module):
+    """Returns ``(logits, features)``, as models with auxiliary outputs do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.a(x))
+        return self.b(h), h
+
+
+class _FirstOutput(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[0]
+
+
+@pytest.mark.parametrize("pruner", ["snip", "prospr", "ntksap"])
+def test_a_model_returning_a_tuple_is_told_to_return_the_logits(pruner):
+    """NTK-SAP and ProsPr failed inside their arithmetic on a tuple output ("unsupported
+    operand type(s) for -: 'tuple' and 'tuple'", cross_entropy's argument error); every
+    input-feeding pruner says to wrap the model, and the wrapped model is pruned."""
+    gen = torch.Generator().manual_seed(1)
+    data = (torch.randn(12, 8, generator=gen), torch.arange(12) % 3)
+    options = {"rounds": 2} if pruner == "ntksap" else {}
+    with pytest.raises(TypeError, match=r"_LogitsAndFeatures returned a tuple.*forward\(\) "
+                                        r"returns the logits"):
+        paizoo.prune(_LogitsAndFeatures(), pruner, sparsity=0.5, data=data, input_shape=(8,),
+                     **options)
+    wrapped = paizoo.prune(_FirstOutput(_LogitsAndFeatures()), pruner, sparsity=0.5, data=data,
+                           input_shape=(8,), **options)
+    assert list(wrapped) == ["inner.a.weight", "inner.b.weight"] and wrapped.density == 0.5

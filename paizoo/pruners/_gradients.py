@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import nn
 
 from ..batches import Batch
 from ..errors import MissingDataError, ScoreError
@@ -24,20 +25,23 @@ def batch_loss(ctx: PruneContext, batch: Batch, temperature: float = 1.0) -> tor
     """``ctx.loss_fn(model(x) / temperature, y)`` on one batch moved to ``ctx.device``."""
     x, y = batch
     out = ctx.model(x.to(ctx.device))
+    if temperature != 1.0 and isinstance(out, torch.Tensor):
+        out = out / temperature
+    return compute_loss(ctx.loss_fn, out, y.to(ctx.device), ctx.model)
+
+
+def compute_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], object], out: object,
+                 targets: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """:func:`checked_loss` of ``loss_fn(out, targets)`` for the output ``out`` of ``model``.
+
+    An output that is not one tensor (a tuple, a dict) is a ``TypeError`` saying to wrap the
+    model; targets the loss cannot take (float class labels, a wrong shape, another batch size
+    than the inputs) are a :class:`MissingDataError` naming the shapes and dtypes instead of
+    the loss's own error."""
     if not isinstance(out, torch.Tensor):
         raise TypeError(
-            f"{type(ctx.model).__name__} returned a {type(out).__name__}, not a tensor of logits; "
+            f"{type(model).__name__} returned a {type(out).__name__}, not a tensor of logits; "
             "wrap the model so that forward() returns the logits")
-    if temperature != 1.0:
-        out = out / temperature
-    return compute_loss(ctx.loss_fn, out, y.to(ctx.device))
-
-
-def compute_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], object], out: torch.Tensor,
-                 targets: torch.Tensor) -> torch.Tensor:
-    """:func:`checked_loss` of ``loss_fn(out, targets)``; targets the loss cannot take (float
-    class labels, a wrong shape, another batch size than the inputs) are a
-    :class:`MissingDataError` naming the shapes and dtypes instead of the loss's own error."""
     try:
         loss = loss_fn(out, targets)
     except (RuntimeError, ValueError, IndexError) as exc:

@@ -52,6 +52,10 @@ def ntksap_draw_gradient(
     names = list(weights)
     c = {n: mask[n].detach().to(weights[n].dtype).clone().requires_grad_(True) for n in names}
     clean = functional_call(model, {n: weights[n] * c[n] for n in names}, (inputs,))
+    if not isinstance(clean, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} returned a {type(clean).__name__}; NTK-SAP needs "
+                        "a model whose forward() returns one tensor (wrap the model so that "
+                        "forward() returns the logits)")
     perturbed = functional_call(
         model, {n: (weights[n] + epsilon * noise[n]) * c[n] for n in names}, (inputs,))
     objective = (clean - perturbed).pow(2).sum()

@@ -74,7 +74,8 @@ def prospr_meta_gradient(
 
     def loss_at(weights: dict[str, torch.Tensor], k: int) -> torch.Tensor:
         x, y = batch(k)
-        return compute_loss(loss_fn, functional_call(model, {**weights, **buffers}, (x,)), y)
+        return compute_loss(loss_fn, functional_call(model, {**weights, **buffers}, (x,)), y,
+                            model)
 
     try:
         for k in range(steps):
