@@ -42,9 +42,13 @@ def as_batches(data: object, max_batches: int | None = None) -> list[Batch]:
             break
         if not (isinstance(item, (tuple, list)) and len(item) >= 2
                 and isinstance(item[0], torch.Tensor) and isinstance(item[1], torch.Tensor)):
+            got = type(item).__name__
+            if isinstance(item, (tuple, list)):
+                got += f" of ({', '.join(type(v).__name__ for v in item)})"
             raise MissingDataError(
-                "each batch must be an (inputs, targets) pair of tensors, got "
-                f"{type(item).__name__}")
+                f"each batch must be an (inputs, targets) pair of tensors, got a {got}; a "
+                "model taking several or named inputs needs a wrapper module whose forward() "
+                "takes one tensor")
         out.append((item[0], item[1]))
     for i, (x, _) in enumerate(out):
         if x.dim() == 0 or x.shape[0] == 0:

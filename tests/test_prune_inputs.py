@@ -176,3 +176,12 @@ def test_a_model_returning_a_tuple_is_told_to_return_the_logits(pruner):
     wrapped = paizoo.prune(_FirstOutput(_LogitsAndFeatures()), pruner, sparsity=0.5, data=data,
                            input_shape=(8,), **options)
     assert list(wrapped) == ["inner.a.weight", "inner.b.weight"] and wrapped.density == 0.5
+
+
+def test_a_batch_with_named_inputs_says_what_it_holds():
+    """A batch of (dict of inputs, targets) was refused as "got tuple", which is what a pair
+    is; the message names the types inside and the wrapper the pruners need."""
+    x, y = _data()
+    with pytest.raises(MissingDataError, match=r"got a tuple of \(dict, Tensor\); a model taking "
+                                               r"several or named inputs needs a wrapper"):
+        paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=[({"pixels": x}, y)])
