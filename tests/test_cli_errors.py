@@ -155,6 +155,29 @@ def test_zoo_models_take_their_native_input_shape(workdir, capsys):
     assert not (workdir / "m.safetensors.tmp").exists()
 
 
+@pytest.mark.parametrize("command", ["prune", "metrics"])
+def test_synthetic_data_has_the_classes_asked_for(workdir, command):
+    """``--dataset synthetic --num-classes 3`` (help: random data for a data-driven pruner)
+    failed with "labels span [0, 9] but num_classes is 3": the plain synthetic data has 10
+    classes, and --num-classes only reached it with --input-shape. The data has 3 classes, so
+    the model's last layer has 3 outputs (LeNet-5's fc3: 3 x 84)."""
+    args = [command, "--model", "lenet5", "--pruner", "snip", "--sparsity", "0.5", "--dataset",
+            "synthetic", "--num-classes", "3"]
+    if command == "prune":
+        assert main([*args, "--out", "m.safetensors"]) == 0
+        from paizoo import Mask
+
+        assert Mask.load(workdir / "m.safetensors")["fc3.weight"].shape == (3, 84)
+    else:
+        assert main([*args, "--groups", "density", "--out", "m.json"]) == 0
+        import json
+
+        row = json.loads((workdir / "m.json").read_text())
+        conv = 6 * 3 * 5 * 5 + 16 * 6 * 5 * 5  # 3 input channels: synthetic is 3x32x32
+        # conv1 pads 2: 32 -> 32, pool 16, conv2 12, pool 6: fc1 reads 16 x 6 x 6
+        assert row["density.total"] == conv + 16 * 6 * 6 * 120 + 120 * 84 + 84 * 3
+
+
 def _run(args: list[str], cwd: Path) -> tuple[int, str, str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "OMP_NUM_THREADS": "1"}

@@ -109,3 +109,16 @@ def check_model_options(model: str, options: dict[str, object]) -> None:
     if unknown:
         raise UsageError(f"{model} takes no model option {', '.join(map(repr, unknown))}; its "
                          f"options are {', '.join(accepted) or '(none)'} (-m KEY=VALUE)")
+
+
+def synthetic_spec(dataset: str, input_shape: tuple[int, ...] | None,
+                   num_classes: int | None) -> str:
+    """``--dataset synthetic`` with ``--input-shape`` and/or ``--num-classes``: the spec
+    ``synthetic:CxHxW:K`` of random data of that shape (default: the plain synthetic shape) and
+    that many classes (default 10), so its labels fit the model; any other name unchanged."""
+    if dataset != "synthetic" or (input_shape is None and num_classes is None):
+        return dataset
+    from ..data import dataset_info
+
+    shape = input_shape or dataset_info("synthetic").input_shape
+    return f"synthetic:{'x'.join(map(str, shape))}:{num_classes or 10}"

@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from .common import UsageError, output_file, parse_kv, parse_shape, zoo_model_input
+from .common import UsageError, output_file, parse_kv, parse_shape, synthetic_spec, zoo_model_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,11 +102,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         create_pruner(args.pruner, **config)  # bad options fail before any work
     data = None
     dataset_name = args.dataset
-    if dataset_name == "synthetic" and input_shape is not None:
-        dataset_name = f"synthetic:{'x'.join(map(str, input_shape))}:{num_classes or 10}"
     if dataset_name is not None:
         from ..data import dataset_info
 
+        dataset_name = synthetic_spec(dataset_name, input_shape, num_classes)
         info = dataset_info(dataset_name)
         num_classes = num_classes or info.num_classes
         input_shape = input_shape or info.input_shape

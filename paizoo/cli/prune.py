@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import UsageError, output_file, parse_kv, parse_shape, zoo_model_input
+from .common import UsageError, output_file, parse_kv, parse_shape, synthetic_spec, zoo_model_input
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output classes (default: the dataset's, else the model's default)")
     p.add_argument("--dataset", default=None,
                    help="data for data-driven pruners (e.g. digits, fashion-mnist, cifar10, "
-                        "synthetic)")
+                        "or synthetic: random data of --input-shape, default 3x32x32, with "
+                        "--num-classes classes, default 10)")
     p.add_argument("--data-root", default=None, help="folder holding the dataset's files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--option", "-o", action="append", metavar="KEY=VALUE",
@@ -75,10 +76,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         from ..data import dataset_info, load_dataset, pruning_batches
 
-        dataset_name = args.dataset
-        if dataset_name == "synthetic" and args.input_shape is not None:
-            dataset_name = ("synthetic:" + "x".join(map(str, args.input_shape))
-                            + f":{args.num_classes or 10}")
+        dataset_name = synthetic_spec(args.dataset, args.input_shape, args.num_classes)
         info = dataset_info(dataset_name)
         num_classes = num_classes or info.num_classes
         input_shape = input_shape or info.input_shape
