@@ -197,6 +197,38 @@ def test_resnet18_against_torchvision() -> None:
     assert n_params(create_model("resnet18")) == tv - conv(3, 64, 7, False) + conv(3, 64, 3, False)
 
 
+def test_torchvision_backbones_are_not_downloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision's detection and segmentation builders (fcn_*, deeplabv3_*, lraspp_*,
+    fasterrcnn_*, ...) load ImageNet backbone weights by default even with ``weights=None``:
+    ``torchvision:lraspp_mobilenet_v3_large`` downloaded them. Every builder that takes
+    ``weights_backbone`` gets None, a model builds with downloads made impossible, and asking
+    for a backbone is refused."""
+    import inspect
+
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    from paizoo.errors import ModelConfigError
+
+    def no_download(self: object, *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"create_model loaded pretrained weights {self}")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", no_download)
+    model = create_model("torchvision:lraspp_mobilenet_v3_large", num_classes=3)
+    assert model(torch.randn(1, 3, 64, 64))["out"].shape == (1, 3, 64, 64)
+    with pytest.raises(ModelConfigError, match="without pretrained weights"):
+        create_model("torchvision:fcn_resnet50", weights_backbone="DEFAULT")
+    seen: dict[str, dict] = {}
+    monkeypatch.setattr(torchvision.models, "get_model",
+                        lambda name, **kwargs: seen.setdefault(name, kwargs))
+    with_backbone = [n for n in torchvision.models.list_models() if "weights_backbone" in
+                     inspect.signature(torchvision.models.get_model_builder(n)).parameters]
+    assert len(with_backbone) >= 10  # detection and segmentation models
+    for name in with_backbone:
+        create_model(f"torchvision:{name}")
+        assert seen[name]["weights"] is None and seen[name]["weights_backbone"] is None
+
+
 def test_vgg16_features_against_torchvision() -> None:
     """Same conv/BN stack as torchvision's vgg16_bn features (which has one more max pool)."""
 

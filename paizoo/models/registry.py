@@ -5,13 +5,14 @@ Nothing is ever downloaded: timm and torchvision models are built without pretra
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import ModelConfigError, UnknownModelError
 
 ModelFactory = Callable[..., nn.Module]
 _MODELS: dict[str, ModelFactory] = {}
@@ -95,7 +96,17 @@ def _build(name: str, num_classes: int | None, in_channels: int, **kwargs: Any) 
             raise UnknownModelError(
                 f"torchvision:{rest} takes 3 input channels, not {in_channels}; use a timm model "
                 "or a paizoo model for other channel counts")
-        extra = {"num_classes": num_classes} if num_classes is not None else {}
+        extra: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
+        # detection/segmentation builders load an ImageNet backbone by default (a download)
+        if "weights_backbone" in inspect.signature(
+                torchvision.models.get_model_builder(rest)).parameters:
+            if kwargs.get("weights_backbone") is not None:
+                raise ModelConfigError(
+                    f"torchvision:{rest} with weights_backbone={kwargs['weights_backbone']!r}: "
+                    "paizoo builds models without pretrained weights (nothing is downloaded); "
+                    "leave weights_backbone out")
+            extra["weights_backbone"] = None
+            kwargs = {k: v for k, v in kwargs.items() if k != "weights_backbone"}
         return torchvision.models.get_model(rest, weights=None, **extra, **kwargs)
     key = name.lower()
     if key not in _MODELS:
