@@ -185,3 +185,20 @@ def test_a_batch_with_named_inputs_says_what_it_holds():
     with pytest.raises(MissingDataError, match=r"got a tuple of \(dict, Tensor\); a model taking "
                                                r"several or named inputs needs a wrapper"):
         paizoo.prune(_lenet5(), "snip", sparsity=0.5, data=[({"pixels": x}, y)])
+
+
+@pytest.mark.parametrize("pruner", ["synflow", "ntksap", "phew"])
+def test_an_input_shape_that_disagrees_with_the_data_is_refused(pruner):
+    """With data and input_shape, the input probe ran the data's inputs only; a pruner that
+    feeds inputs of input_shape then failed with the layer's raw shape error ("mat1 and mat2
+    shapes cannot be multiplied"). The disagreement is named up front; the data's own shape
+    gives the mask of input_shape alone."""
+    x, y = _data()
+    options = {"rounds": 2} if pruner != "phew" else {}
+    with pytest.raises(MissingDataError, match=r"input_shape=\(1, 32, 32\) but the data's inputs "
+                                               r"have shape \(1, 28, 28\) per sample"):
+        paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y), input_shape=(1, 32, 32),
+                     **options)
+    assert paizoo.prune(_lenet5(), pruner, sparsity=0.5, data=(x, y), input_shape=(1, 28, 28),
+                        **options) == paizoo.prune(_lenet5(), pruner, sparsity=0.5,
+                                                   input_shape=(1, 28, 28), **options)

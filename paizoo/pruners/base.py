@@ -200,6 +200,13 @@ class Pruner(ABC):
                 f"pruner {self.name!r} needs input_shape= (one sample's shape without the batch "
                 "dimension, e.g. (3, 32, 32)) or data to read it from")
         check_input_shape(input_shape)
+        if (self.requires_input_shape and batches is not None  # it feeds input_shape inputs
+                and tuple(input_shape) != tuple(batches[0][0].shape[1:])):
+            raise MissingDataError(
+                f"input_shape={tuple(input_shape)} but the data's inputs have shape "
+                f"{tuple(batches[0][0].shape[1:])} per sample: pruner {self.name!r} feeds "
+                "inputs of input_shape, and the model was checked on the data's; leave "
+                "input_shape out (it is read from the data) or make them agree")
         meta = [n for n, p in model.named_parameters() if p.is_meta]
         if meta:
             raise ModelConfigError(
