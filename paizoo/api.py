@@ -17,7 +17,7 @@ from .sparsity import resolve_density
 
 def prune(
     model: nn.Module,
-    pruner: str | Pruner,
+    pruner: str | type[Pruner] | Pruner,
     *,
     sparsity: float | None = None,
     density: float | None = None,
@@ -38,7 +38,8 @@ def prune(
     Args:
         model: any ``nn.Module``; it is not modified unless ``apply=True``.
         pruner: a registered name (``paizoo.list_pruners()``), ``"module:Class"``, or a
-            :class:`~paizoo.pruners.base.Pruner` instance.
+            :class:`~paizoo.pruners.base.Pruner` subclass (built with ``**config``) or
+            instance.
         sparsity / density / compression: exactly one; fraction removed (0 <= s < 1), fraction
             kept (0 < d <= 1), or x with density = 10^-x.
         data: for data-driven pruners (SNIP, GraSP, ...): a DataLoader, a list of

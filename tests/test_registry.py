@@ -127,3 +127,35 @@ def test_create_pruner_passes_options() -> None:
         paizoo.create_pruner("magnitude", scope="network")
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         paizoo.create_pruner("magnitude", rounds=0)
+
+
+class _SmallestFirst(paizoo.Pruner):
+    """Unregistered: keeps the smallest |theta| (the opposite of magnitude)."""
+
+    def __init__(self, *, offset: float = 0.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.offset = offset
+
+    def score(self, ctx: paizoo.PruneContext) -> dict[str, torch.Tensor]:
+        return {n: self.offset - p.detach().abs() for n, p in ctx.params.items()}
+
+
+def test_a_pruner_class_works_where_a_name_does() -> None:
+    """``paizoo.prune(model, MyPruner, ...)`` (the class just written, unregistered) failed
+    with "type object has no attribute 'lower'", and a non-string was an AttributeError. A
+    Pruner subclass is built with the options; the mask keeps the k smallest |theta|, counted
+    by hand; anything else is an UnknownPrunerError saying what a pruner may be."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+    mask = paizoo.prune(model, _SmallestFirst, sparsity=0.75, offset=1.0)
+    weights = torch.cat([model[0].weight.flatten(), model[2].weight.flatten()]).abs()
+    k = int(0.25 * weights.numel() + 0.5)  # floor(d N + 1/2): 13 of 50
+    kept = torch.cat([mask["0.weight"].flatten(), mask["2.weight"].flatten()])
+    assert int(kept.sum()) == k and weights[kept].max() < weights[~kept].min()
+    assert paizoo.prune(model, MagnitudePruner, sparsity=0.75) == paizoo.prune(
+        model, "magnitude", sparsity=0.75)
+    with pytest.raises(paizoo.errors.PrunerOptionError, match="has no option 'bogus'"):
+        paizoo.prune(model, MagnitudePruner, sparsity=0.5, bogus=1)
+    with pytest.raises(paizoo.UnknownPrunerError, match="Pruner subclass or a Pruner instance; "
+                                                        "got the int 3"):
+        paizoo.prune(model, 3, sparsity=0.5)  # type: ignore[arg-type]

@@ -72,8 +72,17 @@ def _import_spec(spec: str) -> type[Pruner]:
     return obj
 
 
-def get_pruner_class(name: str) -> type[Pruner]:
-    """The class registered under ``name`` (case-insensitive), or imported from ``module:Class``."""
+def get_pruner_class(name: str | type[Pruner]) -> type[Pruner]:
+    """The class registered under ``name`` (case-insensitive), or imported from ``module:Class``;
+    a :class:`Pruner` subclass is returned as it is."""
+    from .base import Pruner
+
+    if isinstance(name, type) and issubclass(name, Pruner):
+        return name
+    if not isinstance(name, str):
+        raise UnknownPrunerError(
+            f"a pruner is a registered name (paizoo.list_pruners()), 'module:Class', a Pruner "
+            f"subclass or a Pruner instance; got the {type(name).__name__} {name!r}")
     _load_entry_points()
     key = name.lower()
     if key in _REGISTRY:
@@ -85,14 +94,16 @@ def get_pruner_class(name: str) -> type[Pruner]:
         "pruners register through the 'paizoo.pruners' entry-point group or as 'module:Class'.")
 
 
-def create_pruner(name: str, **config: Any) -> Pruner:
-    """Instantiate the pruner ``name`` with keyword ``config`` (see each pruner's docstring).
+def create_pruner(name: str | type[Pruner], **config: Any) -> Pruner:
+    """Instantiate the pruner ``name`` (or the :class:`Pruner` subclass ``name``) with keyword
+    ``config`` (see each pruner's docstring).
 
     Raises:
         paizoo.errors.PrunerOptionError: an unknown option (listing the pruner's options) or a
             bad option value, naming the pruner.
     """
     cls = get_pruner_class(name)
+    name = name if isinstance(name, str) else cls.name or cls.__name__
     options = pruner_options(cls)
     unknown = sorted(set(config) - set(options)) if options is not None else []
     if unknown:
