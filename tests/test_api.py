@@ -192,6 +192,20 @@ def test_mask_applied_inside_inference_mode_trains_outside() -> None:
         assert bool(moved[keep].any())
 
 
+def test_a_numpy_integer_seed_is_a_seed() -> None:
+    """``for seed in np.arange(3)`` gave NumPy integers, which the seeding refused ("an integer
+    is required"); a float, string, bool or None got torch's raw message. A NumPy integer
+    seeds like the same int; the others are refused naming the seed."""
+    np = pytest.importorskip("numpy")
+    model = Net()
+    for seed in np.arange(3):
+        assert paizoo.prune(model, "random", sparsity=0.5, seed=seed) == paizoo.prune(
+            model, "random", sparsity=0.5, seed=int(seed))
+    for bad in (1.5, "3", True, None):
+        with pytest.raises(paizoo.errors.PrunerOptionError, match=r"seed must be an integer"):
+            paizoo.prune(model, "random", sparsity=0.5, seed=bad)  # type: ignore[arg-type]
+
+
 def test_prune_apply_true_masks_the_model() -> None:
     model = Net()
     mask = paizoo.prune(model, "magnitude", sparsity=0.8, apply=True)

@@ -26,7 +26,13 @@ from torch import nn
 
 from .. import diagnostics
 from ..batches import Batch, as_batches, check_target_range
-from ..errors import MissingDataError, ModelConfigError, ScoreError, SparsityError
+from ..errors import (
+    MissingDataError,
+    ModelConfigError,
+    PrunerOptionError,
+    ScoreError,
+    SparsityError,
+)
 from ..masks import Mask
 from ..params import Cover, Patterns, coverage_of, prunable_parameters
 from ..progress import Progress, round_progress
@@ -188,6 +194,7 @@ class Pruner(ABC):
         """
         if not 0.0 < density <= 1.0:
             raise SparsityError(f"density must be in (0, 1], got {density}")
+        seed = _as_seed(seed)
         # a shuffling DataLoader draws its order from the global RNG: iterate it under ``seed``
         # too, so that the same seed reads the same batches and the caller's RNG is untouched
         with torch.random.fork_rng(devices=[]):
@@ -330,6 +337,17 @@ class Pruner(ABC):
         for name, p in params.items():
             present.setdefault(name, torch.ones_like(p, dtype=torch.bool))
         return Mask({n: present[n] for n in params})
+
+
+def _as_seed(seed: object) -> int:
+    """``seed`` as a Python int (NumPy integers included); anything else is refused."""
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)  # type: ignore[arg-type]
+    except TypeError:
+        raise PrunerOptionError(f"seed must be an integer, e.g. seed=0; got {seed!r} "
+                                f"({type(seed).__name__})") from None
 
 
 def check_input_shape(input_shape: tuple[int, ...] | None) -> None:
