@@ -258,8 +258,10 @@ def ray_head(tmp_path):
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once on SIGTERM
         "RAY_USAGE_STATS_ENABLED": "0",
         # the head's client proxy gives the per-driver server it starts 30 s to answer; on a
-        # loaded 2-core machine (the whole suite in parallel) starting it can take longer
-        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "180"}
+        # loaded 2-core machine (the whole suite in parallel) starting it can take longer. A
+        # server that died at startup is also waited for this long before the driver hears of
+        # it and connects again (paizoo.leaderboard.ray_executor._client_init)
+        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "60"}
     gcs, client = _free_port(), _free_port()
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",

@@ -82,6 +82,38 @@ def _execute_on_gpu(task: RunTask) -> RunResult:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+#: connection attempts of a Ray Client driver whose per-driver server fails to start
+CLIENT_CONNECT_ATTEMPTS = 3
+
+
+def _client_init(ray: Any, address: str, kwargs: dict[str, Any]) -> None:
+    """``ray.init(address, **kwargs)``, tried again (up to :data:`CLIENT_CONNECT_ATTEMPTS`
+    times) when a ``ray://`` head reports that the server it starts for this driver died at
+    startup ("Starting Ray client server failed"): with Ray 2.5x the head's proxy forks that
+    server while its own gRPC threads run, and the child sometimes exits at once without a word
+    (seen in 2 of 5 consecutive connections on this project's test head); the next attempt
+    gets a new server. Any other failure is raised at once."""
+    import sys
+    import time
+
+    for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except (ConnectionError, RuntimeError) as exc:
+            if attempt == CLIENT_CONNECT_ATTEMPTS or not str(address).startswith("ray://") \
+                    or "Starting Ray client server failed" not in str(exc):
+                raise
+            print(f"paizoo: note: the Ray head at {address} could not start its server for this "
+                  f"driver (attempt {attempt} of {CLIENT_CONNECT_ATTEMPTS}: Starting Ray client "
+                  "server failed); connecting again", file=sys.stderr, flush=True)
+            try:
+                ray.shutdown()
+            except Exception:  # nothing was connected
+                pass
+            time.sleep(2.0)
+
+
 class RayExecutor(Executor):
     """Runs on a Ray cluster (started locally when ``address`` is ``None``).
 
@@ -126,7 +158,7 @@ class RayExecutor(Executor):
                     with _loopback_only(ray):  # start, or join, a loopback-only cluster
                         ray.init(address=self.address, **kwargs)
                 else:
-                    ray.init(address=self.address, **kwargs)
+                    _client_init(ray, self.address, kwargs)
             except ImportError as exc:  # ray:// without the client extras
                 raise ExecutorError(f"cannot connect to {self.address}: {exc}; Ray Client "
                                     "needs pip install 'ray[client]'") from exc
