@@ -134,13 +134,21 @@ def _flat_nonzero(flags: torch.Tensor) -> torch.Tensor:
 
 
 def check_scores(scores: Mapping[str, torch.Tensor], shapes: Mapping[str, torch.Size]) -> None:
-    """Raise :class:`ScoreError` if a layer's scores are missing or misshapen (NaN candidates
-    are found by :func:`select_scored`)."""
+    """Raise :class:`ScoreError` if a layer's scores are missing, not a real-valued tensor or
+    misshapen (NaN candidates are found by :func:`select_scored`)."""
     missing = [n for n in shapes if n not in scores]
     if missing:
         raise ScoreError(f"the pruner returned no scores for {missing}")
     for name, shape in shapes.items():
         s = scores[name]
+        if not isinstance(s, torch.Tensor):
+            raise ScoreError(
+                f"scores for {name!r} are a {type(s).__module__}.{type(s).__qualname__}, not a "
+                "torch.Tensor; return torch tensors from score() (e.g. torch.as_tensor(x))")
+        if s.is_complex():
+            raise ScoreError(
+                f"scores for {name!r} are complex ({s.dtype}); scores are compared, so they "
+                "must be real: return e.g. their magnitude (.abs())")
         if s.shape != shape:
             raise ScoreError(
                 f"scores for {name!r} have shape {tuple(s.shape)}, expected {tuple(shape)}")

@@ -159,3 +159,22 @@ def test_a_pruner_class_works_where_a_name_does() -> None:
     with pytest.raises(paizoo.UnknownPrunerError, match="Pruner subclass or a Pruner instance; "
                                                         "got the int 3"):
         paizoo.prune(model, 3, sparsity=0.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.detach().numpy().copy(), r"'weight' are a numpy\.ndarray, not a torch\.Tensor"),
+    (lambda p: [1.0] * p.numel(), r"'weight' are a builtins\.list, not a torch\.Tensor"),
+    (lambda p: torch.complex(p.detach(), p.detach()), r"'weight' are complex \(torch\.complex64\)"),
+])
+def test_scores_that_are_not_real_tensors_are_named(make, message) -> None:
+    """A custom pruner's score() returning numpy arrays, lists or complex tensors gets one
+    ScoreError naming the layer, what it returned and the fix (numpy gave an AttributeError,
+    complex scores 'every score is zero')."""
+    from paizoo.errors import ScoreError
+
+    class Returns(paizoo.Pruner):
+        def score(self, ctx: paizoo.PruneContext) -> dict:
+            return {n: make(p) for n, p in ctx.params.items()}
+
+    with pytest.raises(ScoreError, match=message):
+        paizoo.prune(nn.Linear(4, 2, bias=False), Returns, density=0.5)
