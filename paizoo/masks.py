@@ -312,9 +312,11 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, metadata: Mapping[str, object] | None = None) -> Path:
-        """Write the mask as a safetensors file (uint8 tensors, names as keys).
+        """Write the mask as a safetensors file (uint8 tensors, names as keys); missing parent
+        folders are created (the CLI checks its ``--out`` paths before calling this).
 
         ``metadata`` (JSON-serialisable) is stored in the file header under ``paizoo``.
+        Returns the path written.
         """
         from safetensors.torch import save_file
 
