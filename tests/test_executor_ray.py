@@ -339,3 +339,22 @@ def test_cli_runs_a_grid_on_a_cluster_through_ray_client(ray_head, tmp_path):
                            cwd=tmp_path)
     assert again.returncode == 0 and "ran 0, 3/3 done" in again.stdout, again.stdout[-2000:]
     assert len(store) == 3
+
+
+def test_which_ray_client_errors_are_connected_again() -> None:
+    """The two forms in which a Ray head reported that the server it starts for a driver died
+    (both seen in this project's Ray Client test, messages abridged from those runs) are tried
+    again; an unreachable head or a refused token is not."""
+    from paizoo.leaderboard.ray_executor import _specific_server_failed
+
+    assert _specific_server_failed(
+        "Initialization failure from server: Traceback (most recent call last): File "
+        "\".../proxier.py\", line 772, in Datapath; raise RuntimeError(; RuntimeError: Starting "
+        "Ray client server failed. See ray_client_server_23000.err for detailed logs.")
+    assert _specific_server_failed(
+        "Initialization failure from server: Traceback (most recent call last): File "
+        "\".../proxier.py\", line 765, in Datapath; if not self.proxy_manager."
+        "start_specific_server(; ... psutil.ZombieProcess: PID still exists but it's a zombie "
+        "(pid=9087)")
+    assert not _specific_server_failed("ray client connection timeout")
+    assert not _specific_server_failed("Failed to connect to the Ray cluster: UNAUTHENTICATED")
